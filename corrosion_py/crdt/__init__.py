@@ -1,0 +1,60 @@
+"""The CRR engine: cr-sqlite-compatible CRDT tables on any stdlib ``sqlite3`` connection.
+
+Every cell of a CRR carries a logical clock, so concurrent writes on different replicas merge to
+the same result everywhere (per-column last-writer-wins by col_version, causal-length deletes).
+Semantics follow cr-sqlite 0.16 (reference/crsqlite.md); the deliberate differences are listed in
+docs/crdt.md. This package imports no trio and does no I/O besides the connection it is given.
+
+    crdt.init(conn)                       # engine tables, returns the site id
+    crdt.as_crr(conn, "machines")         # make a table a CRR
+    with crdt.transaction(conn) as tx:    # local writes: one new version
+        conn.execute("INSERT INTO machines ...")
+    crdt.merge(other, crdt.changes(conn)) # replicate
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from corrosion_py.crdt.changes import Change, changes
+from corrosion_py.crdt.crr import alter, as_crr, as_table
+from corrosion_py.crdt.merge import merge
+from corrosion_py.crdt.pk import compare, pack_pk, unpack_pk
+from corrosion_py.crdt.schema import is_crr
+from corrosion_py.crdt.sql import register
+from corrosion_py.crdt.state import local_version, state
+from corrosion_py.crdt.tx import Transaction, transaction
+
+__all__ = [
+    "Change",
+    "Transaction",
+    "alter",
+    "as_crr",
+    "as_table",
+    "changes",
+    "compare",
+    "db_version",
+    "init",
+    "is_crr",
+    "merge",
+    "pack_pk",
+    "register",
+    "site_id",
+    "transaction",
+    "unpack_pk",
+]
+
+
+def init(conn: sqlite3.Connection) -> bytes:
+    """Create the engine's tables if needed and return this database's site id (persisted)."""
+    return state(conn).site_id
+
+
+def site_id(conn: sqlite3.Connection) -> bytes:
+    """This database's site id: 16 bytes, shaped as a UUID v4."""
+    return state(conn).site_id
+
+
+def db_version(conn: sqlite3.Connection) -> int:
+    """The local site's last committed db_version (0 on a fresh database)."""
+    return local_version(conn, state(conn).site_id)

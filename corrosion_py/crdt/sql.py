@@ -1,0 +1,62 @@
+"""cr-sqlite's SQL surface, so its users' habits carry over: SQL functions and ``crsql_changes``.
+
+``crsql_changes`` is a TEMP view (a union over every CRR) with an INSTEAD OF INSERT trigger that
+merges each inserted row; it is rebuilt on this connection whenever a CRR is created or altered
+through the engine (call `register` again after another connection changed the schema).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from corrosion_py.crdt.changes import changes_sql
+from corrosion_py.crdt.crr import after_schema_change, as_crr
+from corrosion_py.crdt.merge import merge_in_statement
+from corrosion_py.crdt.state import local_version, state
+
+_COLUMNS = ("table", "pk", "cid", "val", "col_version", "db_version", "site_id", "cl", "seq")
+
+
+def _rebuild_view(conn: sqlite3.Connection) -> None:
+    st = state(conn)
+    if conn.execute("SELECT crsql_internal_has_view()").fetchone()[0] != st.uid:
+        return
+    conn.execute("DROP VIEW IF EXISTS temp.crsql_changes")
+    body = changes_sql(list(st.crrs(conn).values()))
+    conn.execute(f"CREATE TEMP VIEW crsql_changes AS {body}")
+    args = ", ".join(f'NEW."{c}"' for c in _COLUMNS)
+    conn.execute(
+        "CREATE TEMP TRIGGER crsql_changes_insert INSTEAD OF INSERT ON crsql_changes "
+        f"BEGIN SELECT crsql_internal_merge({args}); END"
+    )
+
+
+def register(conn: sqlite3.Connection) -> None:
+    """Install the SQL functions and the ``crsql_changes`` view on this connection."""
+    st = state(conn)
+
+    def crsql_as_crr(table: str) -> str:
+        as_crr(conn, table)
+        return "OK"
+
+    def crsql_merge(*row: Any) -> int:
+        return merge_in_statement(conn, row)
+
+    conn.create_function("crsql_as_crr", 1, crsql_as_crr)
+    conn.create_function("crsql_db_version", 0, lambda: local_version(conn, st.site_id))
+    conn.create_function("crsql_rows_impacted", 0, lambda: st.rows_impacted)
+    conn.create_function("crsql_internal_merge", 9, crsql_merge)
+    conn.create_function("crsql_internal_has_view", 0, lambda: st.uid)
+    conn.create_function("crsql_finalize", 0, lambda: "finalized")
+    _rebuild_view(conn)
+
+
+def _refresh(conn: sqlite3.Connection) -> None:
+    try:
+        _rebuild_view(conn)
+    except sqlite3.OperationalError:  # this connection never called register()
+        pass
+
+
+after_schema_change.append(_refresh)

@@ -1,0 +1,200 @@
+"""Per-connection engine state and the SQL functions the triggers call.
+
+The stdlib ``sqlite3`` module has no commit or rollback hooks and its connections cannot be weakly
+referenced, so the engine keeps what cr-sqlite keeps per connection (the pending db_version, the
+seq counter, the sync bit) in a small object that the registered SQL functions close over, and
+brackets every write itself (`tx.py`, `merge.py`). The committed local version is read from the
+database at the start of each engine transaction, never cached across transactions, so several
+connections (or processes) on one file stay correct (cr-sqlite known bug §8.10).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+
+import attrs
+
+from corrosion_py.crdt import pk as pkmod
+from corrosion_py.crdt.schema import TableInfo, check_compatible, crr_names
+
+CRSQLITE_VERSION = 160300
+_uids = itertools.count(1)
+
+ENGINE_DDL = [
+    "CREATE TABLE IF NOT EXISTS crsql_site_id "
+    "(site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS crsql_site_id_site_id ON crsql_site_id (site_id)",
+    'CREATE TABLE IF NOT EXISTS crsql_master ("key" TEXT PRIMARY KEY, "value" ANY)',
+    "CREATE TABLE IF NOT EXISTS crsql_tracked_peers (site_id BLOB NOT NULL, "
+    "version INTEGER NOT NULL, seq INTEGER DEFAULT 0, tag INTEGER, event INTEGER, "
+    "PRIMARY KEY (site_id, tag, event)) STRICT",
+    # Max db_version seen per site; the local site's row is this database's committed version.
+    "CREATE TABLE IF NOT EXISTS crsql_db_versions "
+    "(site_id BLOB NOT NULL PRIMARY KEY, db_version INTEGER NOT NULL) STRICT",
+]
+
+
+def new_site_id() -> bytes:
+    """16 random bytes shaped as an RFC-4122 version 4 UUID, like cr-sqlite's site ids."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return bytes(b)
+
+
+@attrs.define(eq=False)
+class ConnState:
+    """What the engine remembers about one connection between statements."""
+
+    uid: int
+    site_id: bytes
+    depth: int = 0  # > 0 while an engine transaction or merge is open
+    sync_bit: int = 0  # 1 while a merge writes to base tables, so the triggers stand aside
+    committed: int = 0  # local db_version when the current transaction began
+    pending: int | None = None  # version claimed by the current transaction's first clock write
+    seq: int = 0
+    rows_impacted: int = 0
+    ordinals: dict[bytes, int] = attrs.Factory(dict)
+    sites: dict[int, bytes] = attrs.Factory(dict)
+    schema_version: int = -1
+    tables: dict[str, TableInfo] = attrs.Factory(dict)
+
+    # -- SQL functions used by the triggers ------------------------------------------------
+    def sync_bit_fn(self) -> int | None:
+        return self.sync_bit if self.depth else None
+
+    def next_db_version(self, merge_version: int | None = None) -> int:
+        ret = max(self.committed + 1, self.pending or 0, merge_version or 0)
+        self.pending = ret
+        return ret
+
+    def increment_and_get_seq(self) -> int:
+        s = self.seq
+        self.seq += 1
+        return s
+
+    # -- transaction brackets ----------------------------------------------------------------
+    def begin(self, conn: sqlite3.Connection) -> None:
+        self.committed = local_version(conn, self.site_id)
+        self.pending = None
+        self.seq = 0
+
+    def forget(self) -> None:
+        """After a rollback: nothing pending, and cached ordinals may name rolled-back rows."""
+        self.pending = None
+        self.seq = 0
+        self.ordinals.clear()
+        self.sites.clear()
+
+    # -- caches ------------------------------------------------------------------------------
+    def crrs(self, conn: sqlite3.Connection) -> dict[str, TableInfo]:
+        """Every CRR's shape, in creation order; re-read whenever the schema changed."""
+        version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        if version != self.schema_version:
+            self.tables = {t: check_compatible(conn, t) for t in crr_names(conn)}
+            self.schema_version = version
+        return self.tables
+
+    def ordinal(self, conn: sqlite3.Connection, site: bytes) -> int:
+        """The site's ordinal, allocating one for a site seen for the first time."""
+        if site == self.site_id:
+            return 0
+        got = self.ordinals.get(site)
+        if got is None:
+            row = conn.execute(
+                "SELECT ordinal FROM crsql_site_id WHERE site_id = ?", (site,)
+            ).fetchone()
+            if row is None:
+                got = conn.execute("INSERT INTO crsql_site_id (site_id) VALUES (?)", (site,)).lastrowid
+                assert got is not None
+            else:
+                got = row[0]
+            self.ordinals[site] = got
+            self.sites[got] = site
+        return got
+
+    def site_of(self, conn: sqlite3.Connection, ordinal: int) -> bytes:
+        if ordinal == 0:
+            return self.site_id
+        got = self.sites.get(ordinal)
+        if got is None:
+            row = conn.execute(
+                "SELECT site_id FROM crsql_site_id WHERE ordinal = ?", (ordinal,)
+            ).fetchone()
+            got = bytes(row[0]) if row else b""
+            self.sites[ordinal] = got
+        return got
+
+
+def local_version(conn: sqlite3.Connection, site: bytes) -> int:
+    row = conn.execute(
+        "SELECT db_version FROM crsql_db_versions WHERE site_id = ?", (site,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+_states: dict[int, ConnState] = {}
+
+
+def _owned(conn: sqlite3.Connection, st: ConnState) -> bool:
+    try:
+        return bool(conn.execute("SELECT crsql_internal_state_id()").fetchone()[0] == st.uid)
+    except sqlite3.OperationalError:
+        return False
+
+
+def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
+    """Create the engine's tables if missing; return the persisted local site id."""
+    row = None
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'crsql_site_id'"
+    ).fetchone():
+        row = conn.execute("SELECT site_id FROM crsql_site_id WHERE ordinal = 0").fetchone()
+    if row is not None:
+        return bytes(row[0])
+    own_tx = not conn.in_transaction
+    if own_tx:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        for ddl in ENGINE_DDL:
+            conn.execute(ddl)
+        row = conn.execute("SELECT site_id FROM crsql_site_id WHERE ordinal = 0").fetchone()
+        site = bytes(row[0]) if row else new_site_id()
+        if row is None:
+            conn.execute("INSERT INTO crsql_site_id (site_id, ordinal) VALUES (?, 0)", (site,))
+        conn.execute(
+            "INSERT OR IGNORE INTO crsql_master (key, value) VALUES ('crsqlite_version', ?)",
+            (CRSQLITE_VERSION,),
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO crsql_db_versions (site_id, db_version) VALUES (?, 0)",
+            (site,),
+        )
+    except BaseException:
+        if own_tx:
+            conn.execute("ROLLBACK")
+        raise
+    if own_tx:
+        conn.execute("COMMIT")
+    return site
+
+
+def state(conn: sqlite3.Connection) -> ConnState:
+    """The engine state of this connection, creating tables and registering functions once."""
+    st = _states.get(id(conn))
+    if st is not None and _owned(conn, st):
+        return st
+    site = ensure_engine_tables(conn)
+    st = ConnState(uid=next(_uids), site_id=site)
+    conn.create_function("crsql_internal_state_id", 0, lambda: st.uid)
+    conn.create_function("crsql_internal_sync_bit", 0, st.sync_bit_fn)
+    conn.create_function("crsql_next_db_version", 0, st.next_db_version)
+    conn.create_function("crsql_next_db_version", 1, st.next_db_version)
+    conn.create_function("crsql_increment_and_get_seq", 0, st.increment_and_get_seq)
+    conn.create_function("crsql_get_seq", 0, lambda: st.seq)
+    conn.create_function("crsql_site_id", 0, lambda: st.site_id, deterministic=True)
+    conn.create_function("crsql_pack_columns", -1, pkmod.pack_columns, deterministic=True)
+    _states[id(conn)] = st
+    return st

@@ -1,0 +1,92 @@
+"""Write brackets: every write to a CRR happens inside one, so versions are claimed per transaction.
+
+A bracket opens ``BEGIN IMMEDIATE`` when the connection has no transaction, or a savepoint inside
+the caller's; the outermost engine bracket records the claimed version in ``crsql_db_versions``
+in the same SQLite transaction as the data (DESIGN.md invariant 4).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+
+from corrosion_py.crdt.state import ConnState, state
+
+
+@attrs.define
+class Transaction:
+    """Result of `crdt.transaction`: the version the transaction got, or None if it changed
+    nothing replicated (known once the ``with`` block has exited)."""
+
+    version: int | None = None
+
+
+@contextmanager
+def write_scope(conn: sqlite3.Connection, st: ConnState, *, sync: bool) -> Iterator[None]:
+    """Open (or nest into) a transaction in which CRR writes are allowed.
+
+    ``sync`` turns the recording triggers off, as merges need. On an exception everything the
+    scope wrote is rolled back and the engine state is restored.
+    """
+    nested = st.depth > 0
+    own = not conn.in_transaction
+    conn.execute("BEGIN IMMEDIATE" if own else "SAVEPOINT crdt_scope")
+    if nested:
+        saved = (st.pending, st.seq)
+    else:
+        st.begin(conn)
+    saved_sync = st.sync_bit
+    st.sync_bit = 1 if sync else 0
+    st.depth += 1
+    try:
+        yield
+        if not nested and st.pending is not None:
+            conn.execute(
+                "INSERT INTO crsql_db_versions (site_id, db_version) VALUES (?, ?) "
+                "ON CONFLICT (site_id) DO UPDATE SET "
+                "db_version = max(db_version, excluded.db_version)",
+                (st.site_id, st.pending),
+            )
+    except BaseException:
+        st.depth -= 1
+        st.sync_bit = saved_sync
+        if own:
+            conn.execute("ROLLBACK")
+        else:
+            conn.execute("ROLLBACK TO crdt_scope")
+            conn.execute("RELEASE crdt_scope")
+        st.ordinals.clear()
+        st.sites.clear()
+        if nested:
+            st.pending, st.seq = saved
+        else:
+            st.forget()
+        raise
+    st.depth -= 1
+    st.sync_bit = saved_sync
+    conn.execute("COMMIT" if own else "RELEASE crdt_scope")
+    if not nested:
+        st.committed = st.pending if st.pending is not None else st.committed
+        st.pending = None
+        st.seq = 0
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[Transaction]:
+    """Run local writes as one transaction of the local site: one new db_version for all of it.
+
+    Commits on success (or releases into the caller's open transaction); rolls back on any
+    exception and re-raises it.
+    """
+    st = state(conn)
+    tx = Transaction()
+    outer = st.depth == 0
+    with write_scope(conn, st, sync=False):
+        yield tx
+        if outer:
+            tx.version = st.pending
+    if not outer:
+        tx.version = st.pending
