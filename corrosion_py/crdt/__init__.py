@@ -22,7 +22,7 @@ from corrosion_py.crdt.merge import merge
 from corrosion_py.crdt.pk import compare, pack_pk, unpack_pk
 from corrosion_py.crdt.schema import is_crr
 from corrosion_py.crdt.sql import register
-from corrosion_py.crdt.state import local_version, state
+from corrosion_py.crdt.state import conn_state, local_version
 from corrosion_py.crdt.tx import Transaction, transaction
 
 __all__ = [
@@ -47,14 +47,14 @@ __all__ = [
 
 def init(conn: sqlite3.Connection) -> bytes:
     """Create the engine's tables if needed and return this database's site id (persisted)."""
-    return state(conn).site_id
+    return conn_state(conn).site_id
 
 
 def site_id(conn: sqlite3.Connection) -> bytes:
     """This database's site id: 16 bytes, shaped as a UUID v4."""
-    return state(conn).site_id
+    return conn_state(conn).site_id
 
 
 def db_version(conn: sqlite3.Connection) -> int:
     """The local site's last committed db_version (0 on a fresh database)."""
-    return local_version(conn, state(conn).site_id)
+    return local_version(conn, conn_state(conn).site_id)

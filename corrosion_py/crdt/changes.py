@@ -8,7 +8,7 @@ import attrs
 
 from corrosion_py.crdt.pk import SqlValue
 from corrosion_py.crdt.schema import TableInfo, lit, q
-from corrosion_py.crdt.state import state
+from corrosion_py.crdt.state import conn_state
 
 
 @attrs.frozen
@@ -67,7 +67,7 @@ def changes(
 
     Merged rows keep their origin's db_version and seq, so a site's range is an index lookup.
     """
-    st = state(conn)
+    st = conn_state(conn)
     clauses: list[str] = []
     params: list[object] = []
     if site_id is not None:

@@ -23,7 +23,7 @@ from corrosion_py.crdt.schema import (
     q,
     triggers_ddl,
 )
-from corrosion_py.crdt.state import ConnState, state
+from corrosion_py.crdt.state import ConnState, conn_state
 from corrosion_py.crdt.tx import write_scope
 from corrosion_py.errors import IncompatibleTableError, UnknownTableError
 
@@ -112,7 +112,7 @@ def as_crr(conn: sqlite3.Connection, table: str) -> None:
 
     Idempotent: on a CRR it re-checks the rules and clocks any rows written around the engine.
     """
-    st = state(conn)
+    st = conn_state(conn)
     info = check_compatible(conn, table)
     with write_scope(conn, st, sync=False):
         _install(conn, info)
@@ -122,7 +122,7 @@ def as_crr(conn: sqlite3.Connection, table: str) -> None:
 
 def as_table(conn: sqlite3.Connection, table: str) -> None:
     """Demote a CRR to a plain table, dropping its clocks, lookaside table and triggers."""
-    st = state(conn)
+    st = conn_state(conn)
     info = st.crrs(conn).get(table)
     if info is None:
         raise UnknownTableError(f"table {table!r} is not a CRR")
@@ -151,7 +151,7 @@ def alter(conn: sqlite3.Connection, table: str) -> Iterator[None]:
     current version, as upstream); a rebuilt table is reconciled row by row. Changing the primary
     key is refused. Data written inside the block is not replicated: write data after it.
     """
-    st = state(conn)
+    st = conn_state(conn)
     before = st.crrs(conn).get(table)
     if before is None or not is_crr(conn, table):
         raise UnknownTableError(f"table {table!r} is not a CRR")

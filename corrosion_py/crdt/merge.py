@@ -25,7 +25,7 @@ import attrs
 from corrosion_py.crdt.changes import Change
 from corrosion_py.crdt.pk import SqlValue, compare, unpack_pk
 from corrosion_py.crdt.schema import SENTINEL, TableInfo, q
-from corrosion_py.crdt.state import ConnState, state
+from corrosion_py.crdt.state import ConnState, conn_state
 from corrosion_py.crdt.tx import write_scope
 from corrosion_py.errors import (
     MalformedChangeError,
@@ -266,7 +266,7 @@ def merge(conn: sqlite3.Connection, changes: Iterable[Change | Sequence[Any]]) -
     Runs in its own transaction, or in a savepoint of the caller's. Any invalid change (unknown
     table or column, malformed pk or field) raises before anything is written.
     """
-    st = state(conn)
+    st = conn_state(conn)
     tables = st.crrs(conn)
     items = [_validate(tables, raw) for raw in changes]
     with write_scope(conn, st, sync=True):
@@ -276,7 +276,7 @@ def merge(conn: sqlite3.Connection, changes: Iterable[Change | Sequence[Any]]) -
 def merge_in_statement(conn: sqlite3.Connection, raw: Sequence[Any]) -> int:
     """Merge one change from inside a running SQL statement (``INSERT INTO crsql_changes``):
     the statement's own transaction brackets it, so no BEGIN or SAVEPOINT is issued."""
-    st = state(conn)
+    st = conn_state(conn)
     item = _validate(st.crrs(conn), raw)
     saved = st.sync_bit
     st.depth += 1

@@ -56,8 +56,12 @@ class TableInfo:
         return q(pks_table(self.name))
 
     def key_of(self, prefix: str) -> str:
-        """SQL for the lookaside key of the row whose pk columns are ``prefix."col"``."""
-        where = " AND ".join(f"{q(p)} IS {prefix}.{q(p)}" for p in self.pks)
+        """SQL for the lookaside key of the row whose pk columns are ``prefix."col"``.
+
+        The unary ``+`` strips the base column's affinity: without it SQLite applies that
+        affinity to the untyped lookaside column and cannot use its index (a full scan per row).
+        """
+        where = " AND ".join(f"{q(p)} IS +{prefix}.{q(p)}" for p in self.pks)
         return f"(SELECT __crsql_key FROM {self.lookaside} WHERE {where})"
 
 
@@ -199,13 +203,15 @@ def triggers_ddl(info: TableInfo) -> list[str]:
 
     if info.cols:
         insert_body = [
-            # A re-insert of a known key consumes one seq, and bumps the sentinel if there is one.
-            f"SELECT {_SEQ} WHERE EXISTS (SELECT 1 FROM {info.lookaside} WHERE "
-            + " AND ".join(f"{q(p)} IS NEW.{q(p)}" for p in info.pks)
-            + f") AND NOT EXISTS (SELECT 1 FROM {c} WHERE key = {new_key} AND col_name = '-1')",
-            f"UPDATE {c} SET col_version = {_NEXT_ODD}, db_version = {_NEXT}, seq = {_SEQ}, "
-            f"site_id = 0 WHERE key = {new_key} AND col_name = '-1'",
             f"INSERT OR IGNORE INTO {info.lookaside} ({pk_cols}) VALUES ({pk_new})",
+            # Inside a trigger changes() counts the previous statement of the same trigger, so
+            # 0 here means the key was known: a re-insert. It consumes one seq, and moves the
+            # sentinel to the next odd cl if there is one (§4.1 step 3); a fresh insert skips
+            # both lookups.
+            f"SELECT {_SEQ} WHERE changes() = 0 AND NOT EXISTS "
+            f"(SELECT 1 FROM {c} WHERE key = {new_key} AND col_name = '-1')",
+            f"UPDATE {c} SET col_version = {_NEXT_ODD}, db_version = {_NEXT}, seq = {_SEQ}, "
+            f"site_id = 0 WHERE changes() = 0 AND key = {new_key} AND col_name = '-1'",
             f"INSERT INTO {c} (key, col_name, col_version, db_version, site_id, seq) "
             f"SELECT {new_key}, column1, 1, {_NEXT}, 0, {_SEQ} FROM (VALUES {col_values}) "
             f"WHERE 1 ON CONFLICT (key, col_name) DO UPDATE SET "

@@ -13,13 +13,13 @@ from typing import Any
 from corrosion_py.crdt.changes import changes_sql
 from corrosion_py.crdt.crr import after_schema_change, as_crr
 from corrosion_py.crdt.merge import merge_in_statement
-from corrosion_py.crdt.state import local_version, state
+from corrosion_py.crdt.state import conn_state, local_version
 
 _COLUMNS = ("table", "pk", "cid", "val", "col_version", "db_version", "site_id", "cl", "seq")
 
 
 def _rebuild_view(conn: sqlite3.Connection) -> None:
-    st = state(conn)
+    st = conn_state(conn)
     if conn.execute("SELECT crsql_internal_has_view()").fetchone()[0] != st.uid:
         return
     conn.execute("DROP VIEW IF EXISTS temp.crsql_changes")
@@ -34,7 +34,7 @@ def _rebuild_view(conn: sqlite3.Connection) -> None:
 
 def register(conn: sqlite3.Connection) -> None:
     """Install the SQL functions and the ``crsql_changes`` view on this connection."""
-    st = state(conn)
+    st = conn_state(conn)
 
     def crsql_as_crr(table: str) -> str:
         as_crr(conn, table)

@@ -181,7 +181,7 @@ def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
     return site
 
 
-def state(conn: sqlite3.Connection) -> ConnState:
+def conn_state(conn: sqlite3.Connection) -> ConnState:
     """The engine state of this connection, creating tables and registering functions once."""
     st = _states.get(id(conn))
     if st is not None and _owned(conn, st):

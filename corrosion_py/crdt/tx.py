@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import attrs
 
-from corrosion_py.crdt.state import ConnState, state
+from corrosion_py.crdt.state import ConnState, conn_state
 
 
 @attrs.define
@@ -81,7 +81,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[Transaction]:
     Commits on success (or releases into the caller's open transaction); rolls back on any
     exception and re-raises it.
     """
-    st = state(conn)
+    st = conn_state(conn)
     tx = Transaction()
     outer = st.depth == 0
     with write_scope(conn, st, sync=False):

@@ -26,6 +26,11 @@ SIMPLE_SCHEMA = "CREATE TABLE foo (a INTEGER PRIMARY KEY NOT NULL, b INTEGER) ST
 PKO_SCHEMA = "CREATE TABLE foo (a INTEGER PRIMARY KEY NOT NULL) STRICT"
 
 
+def q(name: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _crdt() -> Any:
     from corrosion_py import crdt
 
@@ -40,6 +45,8 @@ class Helpers:
     PK3 = PK3
     SIMPLE_SCHEMA = SIMPLE_SCHEMA
     PKO_SCHEMA = PKO_SCHEMA
+
+    q = staticmethod(q)
 
     @property
     def crdt(self) -> Any:
@@ -105,29 +112,31 @@ class Helpers:
         return bytes(_crdt().pack_pk(values))
 
     def rows(self, conn: sqlite3.Connection, table: str = "foo") -> list[tuple[Any, ...]]:
-        return conn.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2').fetchall()
+        n = len(conn.execute(f"PRAGMA table_info({q(table)})").fetchall())
+        order = ", ".join(str(i) for i in range(1, n + 1))
+        return conn.execute(f"SELECT * FROM {q(table)} ORDER BY {order}").fetchall()
 
     def typed_rows(self, conn: sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:
         """Every row as (value, typeof(value)) pairs so that 1 and 1.0 compare different."""
-        names = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
-        sel = ", ".join(f'"{n}", typeof("{n}")' for n in names)
-        return conn.execute(f'SELECT {sel} FROM "{table}" ORDER BY 1').fetchall()
+        names = [r[1] for r in conn.execute(f"PRAGMA table_info({q(table)})")]
+        sel = ", ".join(f"{q(n)}, typeof({q(n)})" for n in names)
+        return conn.execute(f"SELECT {sel} FROM {q(table)} ORDER BY 1").fetchall()
 
     def clock(self, conn: sqlite3.Connection, table: str = "foo") -> list[tuple[Any, ...]]:
         return conn.execute(
             "SELECT key, col_name, col_version, db_version, site_id, seq"
-            f' FROM "{table}__crsql_clock" ORDER BY key, col_name'
+            f" FROM {q(table + '__crsql_clock')} ORDER BY key, col_name"
         ).fetchall()
 
     def sentinel_count(self, conn: sqlite3.Connection, table: str = "foo") -> int:
         return int(
             conn.execute(
-                f"SELECT count(*) FROM \"{table}__crsql_clock\" WHERE col_name = '-1'"
+                f"SELECT count(*) FROM {q(table + '__crsql_clock')} WHERE col_name = '-1'"
             ).fetchone()[0]
         )
 
     def lookaside(self, conn: sqlite3.Connection, table: str = "foo") -> list[tuple[Any, ...]]:
-        return conn.execute(f'SELECT * FROM "{table}__crsql_pks" ORDER BY 1').fetchall()
+        return conn.execute(f"SELECT * FROM {q(table + '__crsql_pks')} ORDER BY 1").fetchall()
 
     def lo_hi(
         self, a: sqlite3.Connection, b: sqlite3.Connection

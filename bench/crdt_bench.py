@@ -1,0 +1,154 @@
+"""CRR engine benchmark: every figure is a ratio against plain SQLite measured in the same run.
+
+Run with `make bench` (or `python bench/crdt_bench.py --quick` for a smaller run). Prints a table;
+record the figures in docs/benchmarks.md with the date and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from corrosion_py import crdt
+
+SCHEMA = (
+    "CREATE TABLE items (id INTEGER PRIMARY KEY NOT NULL, name TEXT, region TEXT, "
+    "qty INTEGER, price REAL, blob BLOB)"
+)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def rows(n: int, seed: int = 1) -> list[tuple[object, ...]]:
+    rnd = random.Random(seed)
+    return [
+        (i, f"name-{i}", rnd.choice(["ams", "ord", "syd", "nrt"]), rnd.randrange(1000),
+         rnd.random() * 100, rnd.randbytes(8))
+        for i in range(1, n + 1)
+    ]
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def make_db(tmp: Path, name: str, crr: bool) -> sqlite3.Connection:
+    conn = connect(tmp / f"{name}.db")
+    conn.execute(SCHEMA)
+    if crr:
+        crdt.init(conn)
+        crdt.as_crr(conn, "items")
+    return conn
+
+
+def bench_insert(tmp: Path, n: int) -> tuple[float, float]:
+    data = rows(n)
+    insert = "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)"
+    plain = make_db(tmp, "ins-plain", False)
+
+    def run_plain() -> None:
+        plain.execute("BEGIN")
+        plain.executemany(insert, data)
+        plain.execute("COMMIT")
+
+    crr = make_db(tmp, "ins-crr", True)
+
+    def run_crr() -> None:
+        with crdt.transaction(crr):
+            crr.executemany(insert, data)
+
+    return timed(run_plain), timed(run_crr)
+
+
+def bench_updates(tmp: Path, n: int) -> tuple[float, float]:
+    data = rows(1000)
+    plain = make_db(tmp, "upd-plain", False)
+    plain.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", data)
+    crr = make_db(tmp, "upd-crr", True)
+    with crdt.transaction(crr):
+        crr.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", data)
+    update = "UPDATE items SET qty = ? WHERE id = ?"
+
+    def run_plain() -> None:
+        for i in range(n):
+            plain.execute("BEGIN")
+            plain.execute(update, (i, i % 1000 + 1))
+            plain.execute("COMMIT")
+
+    def run_crr() -> None:
+        for i in range(n):
+            with crdt.transaction(crr):
+                crr.execute(update, (i, i % 1000 + 1))
+
+    return n / timed(run_plain), n / timed(run_crr)
+
+
+def bench_merge(tmp: Path, n_rows: int) -> tuple[int, float]:
+    src = make_db(tmp, "merge-src", True)
+    with crdt.transaction(src):
+        src.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows(n_rows))
+    changes = crdt.changes(src)
+    dst = make_db(tmp, "merge-dst", True)
+    return len(changes), timed(lambda: crdt.merge(dst, changes))
+
+
+def bench_add_column(tmp: Path, n_rows: int) -> tuple[int, float]:
+    conn = make_db(tmp, f"alter-{n_rows}", True)
+    with crdt.transaction(conn):
+        conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows(n_rows))
+    before = len(crdt.changes(conn))
+
+    def run() -> None:
+        with crdt.alter(conn, "items"):
+            conn.execute("ALTER TABLE items ADD COLUMN state TEXT DEFAULT 'started'")
+
+    elapsed = timed(run)
+    return len(crdt.changes(conn)) - before, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, {platform.machine()}"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        n = 200_000 // scale
+        plain, crr = bench_insert(tmp, n)
+        print(f"batch insert {n} rows, one tx: plain {plain:.3f}s  CRR {crr:.3f}s  "
+              f"ratio {crr / plain:.2f} (target <= 2.0)")
+        u = 5_000 // scale
+        plain_tps, crr_tps = bench_updates(tmp, u)
+        print(f"single-row update txns ({u}): plain {plain_tps:.0f}/s  CRR {crr_tps:.0f}/s  "
+              f"ratio {crr_tps / plain_tps:.2f} (target >= 0.50)")
+        m_rows = 200_000 // scale
+        count, secs = bench_merge(tmp, m_rows)
+        print(f"merge {count} column changes into an empty replica: {secs:.2f}s  "
+              f"{count / secs:,.0f} changes/s (target >= 100,000/s)")
+        for size in (1_000 // scale, 100_000 // scale):
+            added, secs = bench_add_column(tmp, size)
+            print(f"add column to a {size}-row CRR: {added} change rows, {secs * 1000:.1f} ms")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
