@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from corrosion_py.crdt.changes import Change, changes
+from corrosion_py.crdt.change_rows import Change, changes
 from corrosion_py.crdt.crr import alter, as_crr, as_table
-from corrosion_py.crdt.merge import merge
+from corrosion_py.crdt.merger import merge
 from corrosion_py.crdt.pk import compare, pack_pk, unpack_pk
 from corrosion_py.crdt.schema import is_crr
 from corrosion_py.crdt.sql import register

@@ -46,6 +46,11 @@ class TableInfo:
     name: str
     pks: tuple[str, ...]
     cols: tuple[str, ...]
+    colset: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    @colset.default
+    def _colset(self) -> frozenset[str]:
+        return frozenset(self.cols)
 
     @property
     def clock(self) -> str:

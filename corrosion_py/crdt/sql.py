@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from corrosion_py.crdt.changes import changes_sql
+from corrosion_py.crdt.change_rows import changes_sql
 from corrosion_py.crdt.crr import after_schema_change, as_crr
-from corrosion_py.crdt.merge import merge_in_statement
+from corrosion_py.crdt.merger import merge_in_statement
 from corrosion_py.crdt.state import conn_state, local_version
 
 _COLUMNS = ("table", "pk", "cid", "val", "col_version", "db_version", "site_id", "cl", "seq")
