@@ -191,7 +191,12 @@ def _sentinel_upsert(info: TableInfo, key: str, first: int, bump: str, where: st
 
 def triggers_ddl(info: TableInfo) -> list[str]:
     """Guard triggers (refuse writes outside an engine transaction) and the three recording
-    triggers of cr-sqlite's local write rules (§4.1-4.3, with the pk-change fix of §8.1)."""
+    triggers of cr-sqlite's local write rules (§4.1-4.3, with the pk-change fix of §8.1).
+
+    Trigger bodies use upsert clauses only, never ``INSERT OR ...``: SQLite lets the conflict
+    policy of the statement that fired a trigger (``INSERT OR REPLACE INTO t``) override an
+    ``OR`` policy inside the trigger, which would replace lookaside rows and renumber keys.
+    """
     t, c = info.name, info.clock
     new_key, old_key = info.key_of("NEW"), info.key_of("OLD")
     pk_new = ", ".join(f"NEW.{q(p)}" for p in info.pks)
@@ -208,7 +213,7 @@ def triggers_ddl(info: TableInfo) -> list[str]:
 
     if info.cols:
         insert_body = [
-            f"INSERT OR IGNORE INTO {info.lookaside} ({pk_cols}) VALUES ({pk_new})",
+            f"INSERT INTO {info.lookaside} ({pk_cols}) VALUES ({pk_new}) ON CONFLICT DO NOTHING",
             # Inside a trigger changes() counts the previous statement of the same trigger, so
             # 0 here means the key was known: a re-insert. It consumes one seq, and moves the
             # sentinel to the next odd cl if there is one (§4.1 step 3); a fresh insert skips
@@ -224,7 +229,7 @@ def triggers_ddl(info: TableInfo) -> list[str]:
         ]
     else:
         insert_body = [
-            f"INSERT OR IGNORE INTO {info.lookaside} ({pk_cols}) VALUES ({pk_new})",
+            f"INSERT INTO {info.lookaside} ({pk_cols}) VALUES ({pk_new}) ON CONFLICT DO NOTHING",
             _sentinel_upsert(info, new_key, 1, _NEXT_ODD),
         ]
     out.append(
@@ -235,8 +240,8 @@ def triggers_ddl(info: TableInfo) -> list[str]:
 
     pk_changed = " OR ".join(_changed(p) for p in info.pks)
     update_body = [
-        f"INSERT OR IGNORE INTO {info.lookaside} ({pk_cols}) VALUES ({pk_old})",
-        f"INSERT OR IGNORE INTO {info.lookaside} ({pk_cols}) VALUES ({pk_new})",
+        f"INSERT INTO {info.lookaside} ({pk_cols}) VALUES ({pk_old}) ON CONFLICT DO NOTHING",
+        f"INSERT INTO {info.lookaside} ({pk_cols}) VALUES ({pk_new}) ON CONFLICT DO NOTHING",
         _sentinel_upsert(info, old_key, 2, _NEXT_EVEN, pk_changed),
         _sentinel_upsert(info, new_key, 1, _NEXT_ODD, pk_changed),
     ]
@@ -267,7 +272,7 @@ def triggers_ddl(info: TableInfo) -> list[str]:
     )
 
     delete_body = [
-        f"INSERT OR IGNORE INTO {info.lookaside} ({pk_cols}) VALUES ({pk_old})",
+        f"INSERT INTO {info.lookaside} ({pk_cols}) VALUES ({pk_old}) ON CONFLICT DO NOTHING",
         _sentinel_upsert(info, old_key, 2, _NEXT_EVEN),
         f"DELETE FROM {c} WHERE key = {old_key} AND col_name != '-1'",
     ]
