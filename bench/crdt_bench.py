@@ -35,8 +35,14 @@ def connect(path: Path) -> sqlite3.Connection:
 def rows(n: int, seed: int = 1) -> list[tuple[object, ...]]:
     rnd = random.Random(seed)
     return [
-        (i, f"name-{i}", rnd.choice(["ams", "ord", "syd", "nrt"]), rnd.randrange(1000),
-         rnd.random() * 100, rnd.randbytes(8))
+        (
+            i,
+            f"name-{i}",
+            rnd.choice(["ams", "ord", "syd", "nrt"]),
+            rnd.randrange(1000),
+            rnd.random() * 100,
+            rnd.randbytes(8),
+        )
         for i in range(1, n + 1)
     ]
 
@@ -134,16 +140,22 @@ def main() -> None:
         tmp = Path(d)
         n = 200_000 // scale
         plain, crr = bench_insert(tmp, n)
-        print(f"batch insert {n} rows, one tx: plain {plain:.3f}s  CRR {crr:.3f}s  "
-              f"ratio {crr / plain:.2f} (target <= 2.0)")
+        print(
+            f"batch insert {n} rows, one tx: plain {plain:.3f}s  CRR {crr:.3f}s  "
+            f"ratio {crr / plain:.2f} (target <= 2.0)"
+        )
         u = 5_000 // scale
         plain_tps, crr_tps = bench_updates(tmp, u)
-        print(f"single-row update txns ({u}): plain {plain_tps:.0f}/s  CRR {crr_tps:.0f}/s  "
-              f"ratio {crr_tps / plain_tps:.2f} (target >= 0.50)")
+        print(
+            f"single-row update txns ({u}): plain {plain_tps:.0f}/s  CRR {crr_tps:.0f}/s  "
+            f"ratio {crr_tps / plain_tps:.2f} (target >= 0.50)"
+        )
         m_rows = 200_000 // scale
         count, secs = bench_merge(tmp, m_rows)
-        print(f"merge {count} column changes into an empty replica: {secs:.2f}s  "
-              f"{count / secs:,.0f} changes/s (target >= 100,000/s)")
+        print(
+            f"merge {count} column changes into an empty replica: {secs:.2f}s  "
+            f"{count / secs:,.0f} changes/s (target >= 100,000/s)"
+        )
         for size in (1_000 // scale, 100_000 // scale):
             added, secs = bench_add_column(tmp, size)
             print(f"add column to a {size}-row CRR: {added} change rows, {secs * 1000:.1f} ms")

@@ -36,7 +36,7 @@ def table_changes_sql(info: TableInfo, where: str = "") -> str:
     else:
         val = "NULL"
     return (
-        f"SELECT {lit(info.name)} AS \"table\", crsql_pack_columns({pk_cols}) AS pk, "
+        f'SELECT {lit(info.name)} AS "table", crsql_pack_columns({pk_cols}) AS pk, '
         f"c.col_name AS cid, {val} AS val, c.col_version AS col_version, "
         "c.db_version AS db_version, s.site_id AS site_id, "
         "COALESCE(sn.col_version, 1) AS cl, c.seq AS seq "
@@ -90,11 +90,10 @@ def changes(
         return []
     sql = (
         f"SELECT * FROM ({changes_sql(infos, where)}) "
-        "ORDER BY db_version, seq, site_id, \"table\", pk, cid"
+        'ORDER BY db_version, seq, site_id, "table", pk, cid'
     )
     all_params = params * len(infos)
     return [
         Change(r[0], bytes(r[1]), r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8])
         for r in conn.execute(sql, all_params)
     ]
-

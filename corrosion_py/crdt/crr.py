@@ -36,7 +36,9 @@ def _defaults(conn: sqlite3.Connection, table: str) -> dict[str, str]:
     return {r[1]: (r[4] if r[4] is not None else "NULL") for r in rows}
 
 
-def _backfill(conn: sqlite3.Connection, st: ConnState, info: TableInfo, version: int | None) -> None:
+def _backfill(
+    conn: sqlite3.Connection, st: ConnState, info: TableInfo, version: int | None
+) -> None:
     """Give every row missing from the lookaside table a key and clocks (cr-sqlite §5.2 step 3),
     then clock every column whose value differs from its default and has no clock (step 4).
 

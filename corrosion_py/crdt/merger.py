@@ -16,8 +16,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import attrs
-
 from corrosion_py.crdt.change_rows import Change
 from corrosion_py.crdt.merge_rules import SENTINEL, RowState, apply_change
 from corrosion_py.crdt.pk import SqlValue, pack_pk, unpack_pk
@@ -51,7 +49,7 @@ class _Validator:
         self.pks: dict[tuple[str, bytes], tuple[SqlValue, ...]] = {}
 
     def __call__(self, raw: Change | Sequence[Any]) -> _Incoming:
-        if type(raw) is Change:
+        if isinstance(raw, Change):
             ch: Change | None = raw
             table, pk, cid, val, cv, dbv, site_id, cl, seq = (
                 raw.table, raw.pk, raw.cid, raw.val, raw.col_version,

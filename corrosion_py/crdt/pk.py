@@ -139,4 +139,3 @@ def compare(a: SqlValue, b: SqlValue) -> int:
         ab2, bb2 = bytes(a), bytes(b)  # type: ignore[arg-type]
         return (ab2 > bb2) - (ab2 < bb2)
     return (a > b) - (a < b)  # type: ignore[operator]
-

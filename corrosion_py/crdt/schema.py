@@ -148,8 +148,7 @@ def metadata_ddl(info: TableInfo) -> list[str]:
     t = info.name
     pk_cols = ", ".join(q(p) for p in info.pks)
     return [
-        f"CREATE TABLE IF NOT EXISTS {info.lookaside} "
-        f"(__crsql_key INTEGER PRIMARY KEY, {pk_cols})",
+        f"CREATE TABLE IF NOT EXISTS {info.lookaside} (__crsql_key INTEGER PRIMARY KEY, {pk_cols})",
         f"CREATE UNIQUE INDEX IF NOT EXISTS {q(pks_table(t) + '_pks')} "
         f"ON {info.lookaside} ({pk_cols})",
         f"CREATE TABLE IF NOT EXISTS {info.clock} (key INTEGER NOT NULL, col_name TEXT NOT NULL, "
@@ -178,7 +177,8 @@ _NEXT_EVEN = "col_version + 2 - col_version % 2"
 
 def _changed(col: str) -> str:
     """True when NEW and OLD differ as cr-sqlite's cmp sees it (type or bytewise value)."""
-    return f"(NEW.{q(col)} IS NOT OLD.{q(col)} COLLATE BINARY OR typeof(NEW.{q(col)}) != typeof(OLD.{q(col)}))"
+    new, old = f"NEW.{q(col)}", f"OLD.{q(col)}"
+    return f"({new} IS NOT {old} COLLATE BINARY OR typeof({new}) != typeof({old}))"
 
 
 def _sentinel_upsert(info: TableInfo, key: str, first: int, bump: str, where: str = "1") -> str:

@@ -20,7 +20,7 @@ _COLUMNS = ("table", "pk", "cid", "val", "col_version", "db_version", "site_id",
 
 def _rebuild_view(conn: sqlite3.Connection) -> None:
     st = conn_state(conn)
-    if conn.execute("SELECT crsql_internal_has_view()").fetchone()[0] != st.uid:
+    if not st.has_view:
         return
     conn.execute("DROP VIEW IF EXISTS temp.crsql_changes")
     body = changes_sql(list(st.crrs(conn).values()))
@@ -47,16 +47,9 @@ def register(conn: sqlite3.Connection) -> None:
     conn.create_function("crsql_db_version", 0, lambda: local_version(conn, st.site_id))
     conn.create_function("crsql_rows_impacted", 0, lambda: st.rows_impacted)
     conn.create_function("crsql_internal_merge", 9, crsql_merge)
-    conn.create_function("crsql_internal_has_view", 0, lambda: st.uid)
     conn.create_function("crsql_finalize", 0, lambda: "finalized")
+    st.has_view = True
     _rebuild_view(conn)
 
 
-def _refresh(conn: sqlite3.Connection) -> None:
-    try:
-        _rebuild_view(conn)
-    except sqlite3.OperationalError:  # this connection never called register()
-        pass
-
-
-after_schema_change.append(_refresh)
+after_schema_change.append(_rebuild_view)

@@ -23,8 +23,7 @@ CRSQLITE_VERSION = 160300
 _uids = itertools.count(1)
 
 ENGINE_DDL = [
-    "CREATE TABLE IF NOT EXISTS crsql_site_id "
-    "(site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS crsql_site_id (site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY)",
     "CREATE UNIQUE INDEX IF NOT EXISTS crsql_site_id_site_id ON crsql_site_id (site_id)",
     'CREATE TABLE IF NOT EXISTS crsql_master ("key" TEXT PRIMARY KEY, "value" ANY)',
     "CREATE TABLE IF NOT EXISTS crsql_tracked_peers (site_id BLOB NOT NULL, "
@@ -60,6 +59,7 @@ class ConnState:
     sites: dict[int, bytes] = attrs.Factory(dict)
     schema_version: int = -1
     tables: dict[str, TableInfo] = attrs.Factory(dict)
+    has_view: bool = False  # `register` made a crsql_changes view on this connection
 
     # -- SQL functions used by the triggers ------------------------------------------------
     def sync_bit_fn(self) -> int | None:
@@ -107,7 +107,9 @@ class ConnState:
                 "SELECT ordinal FROM crsql_site_id WHERE site_id = ?", (site,)
             ).fetchone()
             if row is None:
-                got = conn.execute("INSERT INTO crsql_site_id (site_id) VALUES (?)", (site,)).lastrowid
+                got = conn.execute(
+                    "INSERT INTO crsql_site_id (site_id) VALUES (?)", (site,)
+                ).lastrowid
                 assert got is not None
             else:
                 got = row[0]
