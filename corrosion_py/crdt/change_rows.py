@@ -36,7 +36,7 @@ def table_changes_sql(info: TableInfo, where: str = "") -> str:
     else:
         val = "NULL"
     return (
-        f'SELECT {lit(info.name)} AS "table", crsql_pack_columns({pk_cols}) AS pk, '
+        f'SELECT {lit(info.name)} AS "table", crsql_internal_pack({pk_cols}) AS pk, '
         f"c.col_name AS cid, {val} AS val, c.col_version AS col_version, "
         "c.db_version AS db_version, s.site_id AS site_id, "
         "COALESCE(sn.col_version, 1) AS cl, c.seq AS seq "

@@ -147,12 +147,19 @@ def _owned(conn: sqlite3.Connection, st: ConnState) -> bool:
         return False
 
 
+def has_engine_tables(conn: sqlite3.Connection) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'crsql_db_versions'"
+        ).fetchone()
+        is not None
+    )
+
+
 def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
     """Create the engine's tables if missing; return the persisted local site id."""
     row = None
-    if conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'crsql_site_id'"
-    ).fetchone():
+    if has_engine_tables(conn):
         row = conn.execute("SELECT site_id FROM crsql_site_id WHERE ordinal = 0").fetchone()
     if row is not None:
         return bytes(row[0])
@@ -196,7 +203,6 @@ def conn_state(conn: sqlite3.Connection) -> ConnState:
     conn.create_function("crsql_next_db_version", 1, st.next_db_version)
     conn.create_function("crsql_increment_and_get_seq", 0, st.increment_and_get_seq)
     conn.create_function("crsql_get_seq", 0, lambda: st.seq)
-    conn.create_function("crsql_site_id", 0, lambda: st.site_id, deterministic=True)
-    conn.create_function("crsql_pack_columns", -1, pkmod.pack_columns, deterministic=True)
+    conn.create_function("crsql_internal_pack", -1, pkmod.pack_columns, deterministic=True)
     _states[id(conn)] = st
     return st
