@@ -1,0 +1,3 @@
+from corrosion_py.cli import main
+
+main()
