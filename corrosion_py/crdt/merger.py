@@ -279,6 +279,8 @@ def merge(conn: sqlite3.Connection, changes: Iterable[Change | Sequence[Any]]) -
     st = conn_state(conn)
     validate = _Validator(st.crrs(conn))
     items = [validate(raw) for raw in changes]
+    if not conn.in_transaction:  # crsql_rows_impacted() counts per transaction
+        st.rows_impacted = 0
     with write_scope(conn, st, sync=True):
         return _apply(conn, st, items)
 
@@ -288,6 +290,8 @@ def merge_in_statement(conn: sqlite3.Connection, raw: Sequence[Any]) -> int:
     the statement's own transaction brackets it, so no BEGIN or SAVEPOINT is issued."""
     st = conn_state(conn)
     item = _Validator(st.crrs(conn))(raw)
+    if not conn.in_transaction:  # an autocommit INSERT is its own transaction
+        st.rows_impacted = 0
     saved = st.sync_bit
     st.depth += 1
     st.sync_bit = 1

@@ -74,3 +74,23 @@ def test_sqlite_utils_cli_sees_the_functions(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "01092A" in out
+
+
+def test_crsql_rows_impacted_counts_per_transaction(tmp_path: Path) -> None:
+    src = sqlite3.connect(tmp_path / "src.db", isolation_level=None)
+    dst = sqlite3.connect(tmp_path / "dst.db", isolation_level=None)
+    for conn in (src, dst):
+        conn.execute("CREATE TABLE foo (id INTEGER PRIMARY KEY NOT NULL, b)")
+        crdt.register(conn)
+        conn.execute("SELECT crsql_as_crr('foo')")
+    with crdt.transaction(src):
+        src.execute("INSERT INTO foo VALUES (1, 1), (2, 2)")
+    rows = src.execute("SELECT * FROM crsql_changes").fetchall()
+    dst.execute("BEGIN")
+    dst.executemany("INSERT INTO crsql_changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    assert dst.execute("SELECT crsql_rows_impacted()").fetchone()[0] == 2
+    dst.execute("COMMIT")
+    # an autocommit insert is a transaction of its own: the count restarts
+    dst.execute("INSERT INTO crsql_changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[0])
+    assert dst.execute("SELECT crsql_rows_impacted()").fetchone()[0] == 0
+    assert dst.execute("SELECT * FROM foo").fetchall() == [(1, 1), (2, 2)]
