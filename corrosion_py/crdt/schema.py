@@ -209,7 +209,7 @@ def triggers_ddl(info: TableInfo) -> list[str]:
         for g, op in (("iguard", "INSERT"), ("uguard", "UPDATE"), ("dguard", "DELETE"))
     ]
     when = "WHEN crsql_internal_sync_bit() = 0"
-    col_values = ", ".join(f"({lit(col)})" for col in info.cols)
+    col_values = ", ".join(f"({lit(col)}, {i})" for i, col in enumerate(info.cols))
 
     if info.cols:
         insert_body = [
@@ -222,8 +222,11 @@ def triggers_ddl(info: TableInfo) -> list[str]:
             f"(SELECT 1 FROM {c} WHERE key = {new_key} AND col_name = '-1')",
             f"UPDATE {c} SET col_version = {_NEXT_ODD}, db_version = {_NEXT}, seq = {_SEQ}, "
             f"site_id = 0 WHERE changes() = 0 AND key = {new_key} AND col_name = '-1'",
+            # Every column gets a clock; the key, version and a block of seqs (in cid order)
+            # are computed once per row: LIMIT 1 keeps SQLite from flattening the subquery.
             f"INSERT INTO {c} (key, col_name, col_version, db_version, site_id, seq) "
-            f"SELECT {new_key}, column1, 1, {_NEXT}, 0, {_SEQ} FROM (VALUES {col_values}) "
+            f"SELECT k, column1, 1, v, 0, s + column2 FROM (SELECT {new_key} AS k, {_NEXT} AS v, "
+            f"crsql_reserve_seq({len(info.cols)}) AS s LIMIT 1), (VALUES {col_values}) "
             f"WHERE 1 ON CONFLICT (key, col_name) DO UPDATE SET "
             f"col_version = col_version + 1, {_SET_LOCAL}",
         ]

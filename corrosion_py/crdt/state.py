@@ -75,6 +75,12 @@ class ConnState:
         self.seq += 1
         return s
 
+    def reserve_seq(self, n: int) -> int:
+        """Take ``n`` consecutive seqs at once; return the first."""
+        s = self.seq
+        self.seq += n
+        return s
+
     # -- transaction brackets ----------------------------------------------------------------
     def begin(self, conn: sqlite3.Connection) -> None:
         self.committed = local_version(conn, self.site_id)
@@ -202,6 +208,7 @@ def conn_state(conn: sqlite3.Connection) -> ConnState:
     conn.create_function("crsql_next_db_version", 0, st.next_db_version)
     conn.create_function("crsql_next_db_version", 1, st.next_db_version)
     conn.create_function("crsql_increment_and_get_seq", 0, st.increment_and_get_seq)
+    conn.create_function("crsql_reserve_seq", 1, st.reserve_seq)
     conn.create_function("crsql_get_seq", 0, lambda: st.seq)
     conn.create_function("crsql_internal_pack", -1, pkmod.pack_columns, deterministic=True)
     _states[id(conn)] = st

@@ -163,16 +163,33 @@ def statements(draw: st.DrawFn) -> tuple[str, tuple[Any, ...]]:
 # --- replica helpers --------------------------------------------------------------------------
 
 
-def open_replica(path: Path) -> tuple[sqlite3.Connection, bytes]:
+def site_id_for(n: int) -> bytes:
+    """A deterministic, UUID-v4-shaped site id (hypothesis needs reproducible runs, and tie-breaks
+    on equal values depend on how site ids compare)."""
+    b = bytearray(n.to_bytes(2, "big") * 8)
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return bytes(b)
+
+
+def open_replica(path: Path, site: bytes) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")
-    site_id = crdt.init(conn)
-    assert isinstance(site_id, bytes)
+    # Seed the persisted site id the way cr-sqlite stores it (crsqlite.md §1.1: the ordinal-0 row
+    # of crsql_site_id), so runs are reproducible. An engine that ignores the seed still gets a
+    # valid (if non-reproducible) test: init's answer is what the test uses.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS crsql_site_id"
+        " (site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY)"
+    )
+    conn.execute("INSERT INTO crsql_site_id (site_id, ordinal) VALUES (?, 0)", (site,))
+    got = crdt.init(conn)
+    assert isinstance(got, bytes) and len(got) == 16, f"crdt.init returned {got!r}"
     for ddl in SCHEMA:
         conn.execute(ddl)
     for table in TABLES:
         crdt.as_crr(conn, table)
-    return conn, site_id
+    return conn
 
 
 def user_rows(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
@@ -228,9 +245,8 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.history: dict[tuple[Any, ...], crdt.Change] = {}
         self.seed = 0
 
-    def _new_conn(self, name: str) -> tuple[sqlite3.Connection, bytes]:
-        conn, site = open_replica(self.tmp / f"{name}.db")
-        return conn, site
+    def _new_conn(self, name: str, site: bytes) -> sqlite3.Connection:
+        return open_replica(self.tmp / f"{name}.db", site)
 
     def _conn(self, r: int) -> sqlite3.Connection:
         return self.conns[r % len(self.conns)]
@@ -241,13 +257,17 @@ class ConvergenceMachine(RuleBasedStateMachine):
             self.history.setdefault(attrs.astuple(c), c)
         return changes
 
-    @initialize(n=st.integers(3, MAX_REPLICAS), seed=st.integers(0, 2**16))
-    def open_replicas(self, n: int, seed: int) -> None:
+    @initialize(
+        n=st.integers(3, MAX_REPLICAS),
+        site_order=st.permutations(range(MAX_REPLICAS)),
+        seed=st.integers(0, 2**16),
+    )
+    def open_replicas(self, n: int, site_order: list[int], seed: int) -> None:
+        # site_order decides how the replicas' site ids compare (they break equal-value ties).
         self.seed = seed
         for i in range(n):
-            conn, site = self._new_conn(f"r{i}")
-            self.conns.append(conn)
-            self.sites.append(site)
+            self.conns.append(self._new_conn(f"r{i}", site_id_for(site_order[i] + 1)))
+            self.sites.append(crdt.init(self.conns[-1]))
         assert len(set(self.sites)) == n, "site ids must be distinct"
 
     @rule(r=REPLICA, stmts=st.lists(statements(), min_size=1, max_size=4))
@@ -273,25 +293,26 @@ class ConvergenceMachine(RuleBasedStateMachine):
         sender, receiver = self.conns[src], self.conns[dst]
         full = self._changes(sender)
         k = len(full)
+        # Every draw below is independent of the replicas' state (indices are reduced modulo
+        # the sizes), so hypothesis replays a choice sequence the same way whatever the engine
+        # does with it.
         mode = data.draw(st.sampled_from(["all", "subset", "filtered"]), label="mode")
-        if k == 0:
-            batch: list[crdt.Change] = []
-        elif mode == "all":
-            order = data.draw(st.permutations(range(k)), label="order")
-            dups = data.draw(st.lists(st.integers(0, k - 1), max_size=4), label="duplicates")
-            batch = [full[i] for i in order + dups]
+        if mode == "all":
+            shuffle = data.draw(st.integers(0, 2**16), label="shuffle seed (0: as listed)")
+            dups = data.draw(st.lists(st.integers(0, 999), max_size=4), label="duplicates")
+            batch = full[:]
+            if shuffle:
+                random.Random(shuffle).shuffle(batch)
+            batch += [full[i % k] for i in dups] if k else []
         elif mode == "subset":
-            picks = data.draw(
-                st.lists(st.integers(0, k - 1), min_size=1, max_size=min(2 * k, 40)),
-                label="picks",
-            )
-            batch = [full[i] for i in picks]
+            picks = data.draw(st.lists(st.integers(0, 999), min_size=1, max_size=40), label="picks")
+            batch = [full[i % k] for i in picks] if k else []
         else:
             sites = sorted({c.site_id for c in full})
-            site = data.draw(st.sampled_from([None, *sites]), label="site_id")
-            top = max(c.db_version for c in full)
-            lo = data.draw(st.none() | st.integers(0, top + 1), label="min_version")
-            hi = data.draw(st.none() | st.integers(0, top + 1), label="max_version")
+            pick = data.draw(st.integers(0, MAX_REPLICAS), label="site (0: any)")
+            site = sites[(pick - 1) % len(sites)] if pick and sites else None
+            lo = data.draw(st.none() | st.integers(0, 40), label="min_version")
+            hi = data.draw(st.none() | st.integers(0, 40), label="max_version")
             batch = self._changes(sender, site_id=site, min_version=lo, max_version=hi)
             full_set = {attrs.astuple(c) for c in full}
             for c in batch:
@@ -301,7 +322,8 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 assert hi is None or c.db_version <= hi, f"max_version={hi} let {c} through"
             if site is None and lo is None and hi is None:
                 assert clock_rows(batch) == clock_rows(full), "unfiltered changes() differs"
-        cuts = sorted(data.draw(st.lists(st.integers(0, len(batch)), max_size=3), label="split at"))
+        cuts = data.draw(st.lists(st.integers(0, 999), max_size=3), label="split at")
+        cuts = sorted(c % (len(batch) + 1) for c in cuts)
         bounds = [0, *cuts, len(batch)]
         for a, b in itertools.pairwise(bounds):
             merge_checked(receiver, batch[a:b])
@@ -386,7 +408,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         rng.shuffle(hist)
         feeds.append(("fresh replica (every row ever seen, shuffled)", hist, True))
         for j, (label, rows, split) in enumerate(feeds):
-            conn, _ = self._new_conn(f"fresh{j}")
+            conn = self._new_conn(f"fresh{j}", site_id_for(100 + j))
             self.extra_conns.append(conn)
             if split:
                 pos = 0
