@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import attrs
 
+from corrosion_py.crdt.change_rows import Change
 from corrosion_py.crdt.pk import SqlValue, compare
 
 SENTINEL = "-1"
@@ -78,32 +79,28 @@ class RowState:
 CurrentValue = Callable[[RowState, str], tuple[bool, SqlValue]]
 
 
-def apply_change(
-    row: RowState,
-    cid: str,
-    val: SqlValue,
-    col_version: int,
-    meta: Meta,
-    cl: int,
-    current: CurrentValue,
-) -> int:
+def apply_change(row: RowState, ch: Change, current: CurrentValue) -> int:
     """Merge one change into ``row`` following §3.2; return its rows-impacted count (§3.5)."""
-    local_cl = row.cl
+    cl = ch.cl
+    sentinel = row.sentinel
+    local_cl = sentinel[0] if sentinel is not None else (1 if row.clocks else 0)
     if cl < local_cl:  # step 3: an older life of the row
         return 0
+    meta = (ch.site_id, ch.db_version, ch.seq)
     if cl % 2 == 0:  # step 4: a delete, decided before looking at cid
         if cl == local_cl:
-            assert row.sentinel is not None
-            if meta <= row.sentinel[1:]:
+            assert sentinel is not None
+            if meta <= sentinel[1:]:
                 return 0
             row.set_sentinel(cl, meta)
             return 1
         row.delete()
         row.set_sentinel(cl, meta)
         return 1
+    cid = ch.cid
     if cid == SENTINEL:  # step 5: a create record
         if cl == local_cl:
-            if row.sentinel is not None and meta <= row.sentinel[1:]:
+            if sentinel is not None and meta <= sentinel[1:]:
                 return 0
             row.set_sentinel(cl, meta)
             return 1
@@ -114,17 +111,14 @@ def apply_change(
     if needs_resurrect and (local_cl != 0 or cl > 1):
         row.resurrect(cl, meta)
         impacted = 1
-    if not (needs_resurrect or local_cl == 0) and not _column_wins(
-        row, cid, val, col_version, meta, current
-    ):
+    if not (needs_resurrect or local_cl == 0) and not _column_wins(row, ch, meta, current):
         return impacted
-    row.set_column(cid, val, (col_version, *meta))
+    row.set_column(cid, ch.val, (ch.col_version, *meta))
     return impacted + 1
 
 
-def _column_wins(
-    row: RowState, cid: str, val: SqlValue, col_version: int, meta: Meta, current: CurrentValue
-) -> bool:
+def _column_wins(row: RowState, ch: Change, meta: Meta, current: CurrentValue) -> bool:
+    cid, col_version = ch.cid, ch.col_version
     local = row.clocks.get(cid)
     if local is None:  # e.g. a column added later, never written here
         return True
@@ -133,7 +127,7 @@ def _column_wins(
     found, value = (True, row.values[cid]) if cid in row.values else current(row, cid)
     if not found:  # clocks without a row: let the change recreate it
         return True
-    c = compare(val, value)
+    c = compare(ch.val, value)
     if c != 0:
         return c > 0
     return meta > local[1:]

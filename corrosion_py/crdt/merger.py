@@ -239,17 +239,15 @@ def _apply_chunk(conn: sqlite3.Connection, st: ConnState, items: Sequence[_Incom
     for batch in batches.values():
         batch.load()
     impacted = 0
+    current = None
+    rows: dict[bytes, RowState] = {}
+    last = ""
     for info, _, ch in items:
-        batch = batches[info.name]
-        impacted += apply_change(
-            batch.rows[ch.pk],
-            ch.cid,
-            ch.val,
-            ch.col_version,
-            (ch.site_id, ch.db_version, ch.seq),
-            ch.cl,
-            batch.current,
-        )
+        if info.name != last:
+            batch = batches[info.name]
+            rows, current, last = batch.rows, batch.current, info.name
+        assert current is not None
+        impacted += apply_change(rows[ch.pk], ch, current)
     for batch in batches.values():
         batch.write()
     return impacted
