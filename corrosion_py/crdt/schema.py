@@ -160,6 +160,8 @@ def metadata_ddl(info: TableInfo) -> list[str]:
     ]
 
 
+# Bump whenever triggers_ddl changes: databases made by an older engine get new triggers on open.
+TRIGGERS_VERSION = 1
 TRIGGER_SUFFIXES = ("itrig", "utrig", "dtrig", "iguard", "uguard", "dguard")
 
 

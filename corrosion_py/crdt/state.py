@@ -17,7 +17,15 @@ import sqlite3
 import attrs
 
 from corrosion_py.crdt import pk as pkmod
-from corrosion_py.crdt.schema import TableInfo, check_compatible, crr_names
+from corrosion_py.crdt.schema import (
+    TRIGGERS_VERSION,
+    TableInfo,
+    check_compatible,
+    crr_names,
+    drop_triggers_ddl,
+    introspect,
+    triggers_ddl,
+)
 
 CRSQLITE_VERSION = 160300
 _uids = itertools.count(1)
@@ -180,8 +188,9 @@ def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
         if row is None:
             conn.execute("INSERT INTO crsql_site_id (site_id, ordinal) VALUES (?, 0)", (site,))
         conn.execute(
-            "INSERT OR IGNORE INTO crsql_master (key, value) VALUES ('crsqlite_version', ?)",
-            (CRSQLITE_VERSION,),
+            "INSERT OR IGNORE INTO crsql_master (key, value) VALUES ('crsqlite_version', ?), "
+            "(?, ?)",
+            (CRSQLITE_VERSION, _TRIGGERS_KEY, TRIGGERS_VERSION),
         )
         conn.execute(
             "INSERT OR IGNORE INTO crsql_db_versions (site_id, db_version) VALUES (?, 0)",
@@ -194,6 +203,34 @@ def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
     if own_tx:
         conn.execute("COMMIT")
     return site
+
+
+_TRIGGERS_KEY = "corrosion_py.triggers_version"
+
+
+def upgrade_triggers(conn: sqlite3.Connection) -> None:
+    """Recreate every CRR's triggers if the database was made by an engine with older ones."""
+    row = conn.execute("SELECT value FROM crsql_master WHERE key = ?", (_TRIGGERS_KEY,)).fetchone()
+    if row is not None and row[0] == TRIGGERS_VERSION:
+        return
+    own_tx = not conn.in_transaction
+    if own_tx:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table in crr_names(conn):
+            for ddl in drop_triggers_ddl(table) + triggers_ddl(introspect(conn, table)):
+                conn.execute(ddl)
+        conn.execute(
+            "INSERT INTO crsql_master (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (_TRIGGERS_KEY, TRIGGERS_VERSION),
+        )
+    except BaseException:
+        if own_tx:
+            conn.execute("ROLLBACK")
+        raise
+    if own_tx:
+        conn.execute("COMMIT")
 
 
 def conn_state(conn: sqlite3.Connection) -> ConnState:
@@ -211,5 +248,6 @@ def conn_state(conn: sqlite3.Connection) -> ConnState:
     conn.create_function("crsql_reserve_seq", 1, st.reserve_seq)
     conn.create_function("crsql_get_seq", 0, lambda: st.seq)
     conn.create_function("crsql_internal_pack", -1, pkmod.pack_columns, deterministic=True)
+    upgrade_triggers(conn)
     _states[id(conn)] = st
     return st

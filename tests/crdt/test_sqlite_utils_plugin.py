@@ -94,3 +94,20 @@ def test_crsql_rows_impacted_counts_per_transaction(tmp_path: Path) -> None:
     dst.execute("INSERT INTO crsql_changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[0])
     assert dst.execute("SELECT crsql_rows_impacted()").fetchone()[0] == 0
     assert dst.execute("SELECT * FROM foo").fetchall() == [(1, 1), (2, 2)]
+
+
+def test_old_triggers_are_replaced_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE foo (id INTEGER PRIMARY KEY NOT NULL, b)")
+    crdt.as_crr(conn, "foo")
+    # Simulate a database written by an engine whose triggers were different.
+    conn.execute("DROP TRIGGER foo__crsql_itrig")
+    conn.execute("CREATE TRIGGER foo__crsql_itrig AFTER INSERT ON foo BEGIN SELECT 1; END")
+    conn.execute("UPDATE crsql_master SET value = 0 WHERE key = 'corrosion_py.triggers_version'")
+    conn.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    with crdt.transaction(conn) as tx:
+        conn.execute("INSERT INTO foo VALUES (1, 'x')")
+    assert tx.version == 1
+    assert [(c.cid, c.val) for c in crdt.changes(conn)] == [("b", "x")]
