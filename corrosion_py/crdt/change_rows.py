@@ -26,8 +26,13 @@ class Change:
     seq: int
 
 
-def table_changes_sql(info: TableInfo, where: str = "") -> str:
+# Provisional sentinels (seq -1, see merge_rules.py) are bookkeeping of this node, not changes.
+_NOT_PROVISIONAL = "NOT (c.col_name = '-1' AND c.seq < 0)"
+
+
+def table_changes_sql(info: TableInfo, conditions: tuple[str, ...] = ()) -> str:
     """SELECT of one CRR's change rows (the 9 columns), optionally filtered on the clock ``c``."""
+    where = "WHERE " + " AND ".join((_NOT_PROVISIONAL, *conditions))
     pk_cols = ", ".join(f"k.{q(p)}" for p in info.pks)
     join_base = " AND ".join(f"b.{q(p)} IS k.{q(p)}" for p in info.pks)
     if info.cols:
@@ -47,13 +52,13 @@ def table_changes_sql(info: TableInfo, where: str = "") -> str:
     )
 
 
-def changes_sql(infos: list[TableInfo], where: str = "") -> str:
+def changes_sql(infos: list[TableInfo], conditions: tuple[str, ...] = ()) -> str:
     if not infos:
         return (
             'SELECT NULL AS "table", NULL AS pk, NULL AS cid, NULL AS val, NULL AS col_version, '
             "NULL AS db_version, NULL AS site_id, NULL AS cl, NULL AS seq WHERE 0"
         )
-    return " UNION ALL ".join(table_changes_sql(i, where) for i in infos)
+    return " UNION ALL ".join(table_changes_sql(i, conditions) for i in infos)
 
 
 def changes(
@@ -84,12 +89,11 @@ def changes(
     if max_version is not None:
         clauses.append("c.db_version <= ?")
         params.append(max_version)
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     infos = list(st.crrs(conn).values())
     if not infos:
         return []
     sql = (
-        f"SELECT * FROM ({changes_sql(infos, where)}) "
+        f"SELECT * FROM ({changes_sql(infos, tuple(clauses))}) "
         'ORDER BY db_version, seq, site_id, "table", pk, cid'
     )
     all_params = params * len(infos)

@@ -26,6 +26,16 @@ SENTINEL = "-1"
 Clock = tuple[int, bytes, int, int]
 Meta = tuple[bytes, int, int]
 
+# The metadata of a provisional sentinel: the causal length a column change brought before the
+# row's own sentinel arrived. It is stored with the local site, db_version 0 and seq -1, is not
+# a change row (`changes()` skips it), and any real sentinel at the same cl replaces it, so the
+# sentinel a node ends with does not depend on the order changes arrived in.
+PROVISIONAL: Meta = (b"", 0, -1)
+
+
+def is_provisional(clock: Clock) -> bool:
+    return clock[3] < 0
+
 
 @attrs.define
 class RowState:
@@ -61,7 +71,7 @@ class RowState:
         self.clocks.clear()
         self.dirty.clear()  # the writer drops the stored clocks, then writes what is dirty
 
-    def resurrect(self, cl: int, meta: Meta) -> None:
+    def resurrect(self, cl: int, meta: Meta = PROVISIONAL) -> None:
         self.exists = True  # INSERT OR IGNORE of the pk alone: a missing row gets defaults
         for name, clock in self.clocks.items():
             self.clocks[name] = (0, *clock[1:])
@@ -100,7 +110,7 @@ def apply_change(row: RowState, ch: Change, current: CurrentValue) -> int:
     cid = ch.cid
     if cid == SENTINEL:  # step 5: a create record
         if cl == local_cl:
-            if sentinel is not None and meta <= sentinel[1:]:
+            if sentinel is not None and not is_provisional(sentinel) and meta <= sentinel[1:]:
                 return 0
             row.set_sentinel(cl, meta)
             return 1
@@ -109,7 +119,7 @@ def apply_change(row: RowState, ch: Change, current: CurrentValue) -> int:
     impacted = 0  # step 6: a column change with odd cl
     needs_resurrect = cl > local_cl
     if needs_resurrect and (local_cl != 0 or cl > 1):
-        row.resurrect(cl, meta)
+        row.resurrect(cl)  # upstream takes the column change's metadata: ours is provisional
         impacted = 1
     if not (needs_resurrect or local_cl == 0) and not _column_wins(row, ch, meta, current):
         return impacted

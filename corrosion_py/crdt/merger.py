@@ -149,7 +149,8 @@ class _TableBatch:
                 f"{info.clock} WHERE key IN ({', '.join('?' * len(part))})",
                 part,
             ):
-                clocks[by_key[key]][name] = (cv, self.st.site_of(self.conn, site), dbv, seq)
+                origin = b"" if seq < 0 else self.st.site_of(self.conn, site)  # provisional
+                clocks[by_key[key]][name] = (cv, origin, dbv, seq)
         for pk in packed:
             row_clocks = clocks.get(pk, {})
             sentinel = row_clocks.pop(SENTINEL, None)
@@ -217,8 +218,8 @@ class _TableBatch:
                 assert clock is not None
                 cv, site, dbv, seq = clock
                 ordinal = ordinals.get(site)
-                if ordinal is None:
-                    ordinal = ordinals[site] = st.ordinal(conn, site)
+                if ordinal is None:  # b"": a provisional sentinel, stored as the local site
+                    ordinal = ordinals[site] = st.ordinal(conn, site) if site else 0
                 upserts.append((key, name, cv, dbv, ordinal, seq))
         conn.executemany(
             f"INSERT INTO {info.clock} (key, col_name, col_version, db_version, site_id, seq) "
