@@ -19,6 +19,8 @@ from pathlib import Path
 
 from corrosion_py import crdt
 
+CACHE_KIB = 64 * 1024  # the same page cache for plain SQLite and the CRR runs
+
 SCHEMA = (
     "CREATE TABLE items (id INTEGER PRIMARY KEY NOT NULL, name TEXT, region TEXT, "
     "qty INTEGER, price REAL, blob BLOB)"
@@ -29,6 +31,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     return conn
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
+from collections.abc import Iterator
 
 import attrs
 
-from corrosion_py.crdt.pk import SqlValue
+from corrosion_py.crdt.pk import SqlValue, pack_pk
 from corrosion_py.crdt.schema import TableInfo, lit, q
 from corrosion_py.crdt.state import conn_state
 
@@ -30,8 +32,14 @@ class Change:
 _NOT_PROVISIONAL = "NOT (c.col_name = '-1' AND c.seq < 0)"
 
 
-def table_changes_sql(info: TableInfo, conditions: tuple[str, ...] = ()) -> str:
-    """SELECT of one CRR's change rows (the 9 columns), optionally filtered on the clock ``c``."""
+def table_changes_sql(
+    info: TableInfo, conditions: tuple[str, ...] = (), *, pack_in_sql: bool = True
+) -> str:
+    """SELECT of one CRR's change rows (the 9 columns), optionally filtered on the clock ``c``.
+
+    With ``pack_in_sql=False`` the pk column holds the lookaside key and the raw pk values follow
+    the nine columns, for callers that pack in Python (one pack per row, not per cell).
+    """
     where = "WHERE " + " AND ".join((_NOT_PROVISIONAL, *conditions))
     pk_cols = ", ".join(f"k.{q(p)}" for p in info.pks)
     join_base = " AND ".join(f"b.{q(p)} IS k.{q(p)}" for p in info.pks)
@@ -40,11 +48,13 @@ def table_changes_sql(info: TableInfo, conditions: tuple[str, ...] = ()) -> str:
         val = f"CASE c.col_name {cases} END"
     else:
         val = "NULL"
+    pk = f"crsql_internal_pack({pk_cols})" if pack_in_sql else "c.key"
+    extra = "" if pack_in_sql else f", {pk_cols}"
     return (
-        f'SELECT {lit(info.name)} AS "table", crsql_internal_pack({pk_cols}) AS pk, '
+        f'SELECT {lit(info.name)} AS "table", {pk} AS pk, '
         f"c.col_name AS cid, {val} AS val, c.col_version AS col_version, "
         "c.db_version AS db_version, s.site_id AS site_id, "
-        "COALESCE(sn.col_version, 1) AS cl, c.seq AS seq "
+        f"COALESCE(sn.col_version, 1) AS cl, c.seq AS seq{extra} "
         f"FROM {info.clock} c JOIN {info.lookaside} k ON k.__crsql_key = c.key "
         f"LEFT JOIN {q(info.name)} b ON {join_base} "
         "LEFT JOIN crsql_site_id s ON s.ordinal = c.site_id "
@@ -53,12 +63,34 @@ def table_changes_sql(info: TableInfo, conditions: tuple[str, ...] = ()) -> str:
 
 
 def changes_sql(infos: list[TableInfo], conditions: tuple[str, ...] = ()) -> str:
+    """All CRRs' change rows as one SELECT (the body of the ``crsql_changes`` view)."""
     if not infos:
         return (
             'SELECT NULL AS "table", NULL AS pk, NULL AS cid, NULL AS val, NULL AS col_version, '
             "NULL AS db_version, NULL AS site_id, NULL AS cl, NULL AS seq WHERE 0"
         )
     return " UNION ALL ".join(table_changes_sql(i, conditions) for i in infos)
+
+
+def _table_changes(
+    conn: sqlite3.Connection,
+    info: TableInfo,
+    index: int,
+    conditions: tuple[str, ...],
+    params: list[object],
+) -> Iterator[tuple[tuple[int, int, bytes, int, int, str], Change]]:
+    """One CRR's changes in (db_version, seq, site, table, key, cid) order, with that sort key."""
+    sql = table_changes_sql(info, conditions, pack_in_sql=False) + (
+        " ORDER BY c.db_version, c.seq, s.site_id, c.key, c.col_name"
+    )
+    packed: dict[int, bytes] = {}
+    for r in conn.execute(sql, params):
+        key = r[1]
+        pk = packed.get(key)
+        if pk is None:
+            pk = packed[key] = pack_pk(r[9:])
+        change = Change(info.name, pk, r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+        yield (r[5], r[8], r[6], index, key, r[2]), change
 
 
 def changes(
@@ -68,7 +100,8 @@ def changes(
     min_version: int | None = None,
     max_version: int | None = None,
 ) -> list[Change]:
-    """Change rows in (db_version, seq) order, optionally only one site's versions in a range.
+    """Change rows in (db_version, seq) order, optionally only one site's versions in a range
+    (both bounds inclusive). Ties are broken by site id, table, row and column.
 
     Merged rows keep their origin's db_version and seq, so a site's range is an index lookup.
     """
@@ -89,15 +122,10 @@ def changes(
     if max_version is not None:
         clauses.append("c.db_version <= ?")
         params.append(max_version)
-    infos = list(st.crrs(conn).values())
-    if not infos:
-        return []
-    sql = (
-        f"SELECT * FROM ({changes_sql(infos, tuple(clauses))}) "
-        'ORDER BY db_version, seq, site_id, "table", pk, cid'
-    )
-    all_params = params * len(infos)
-    return [
-        Change(r[0], bytes(r[1]), r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8])
-        for r in conn.execute(sql, all_params)
+    infos = st.crrs(conn).values()
+    streams = [
+        _table_changes(conn, info, i, tuple(clauses), params) for i, info in enumerate(infos)
     ]
+    if len(streams) == 1:
+        return [change for _, change in streams[0]]
+    return [change for _, change in heapq.merge(*streams, key=lambda item: item[0])]
