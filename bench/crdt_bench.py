@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
+
 from corrosion_py import crdt
 
 CACHE_KIB = 64 * 1024  # the same page cache for plain SQLite and the CRR runs
@@ -116,6 +118,24 @@ def bench_merge(tmp: Path, n_rows: int) -> tuple[int, float]:
     return len(changes), timed(lambda: crdt.merge(dst, changes))
 
 
+def bench_merge_per_change(tmp: Path, n_rows: int) -> tuple[int, float]:
+    """Baseline for the batched merge: one change per statement through cr-sqlite's SQL habit,
+    ``INSERT INTO crsql_changes`` (executemany), which merges each row on its own."""
+    src = make_db(tmp, "loop-src", True)
+    with crdt.transaction(src):
+        src.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows(n_rows))
+    changes = [attrs.astuple(c) for c in crdt.changes(src)]
+    dst = make_db(tmp, "loop-dst", True)
+    crdt.register(dst)
+
+    def run() -> None:
+        dst.execute("BEGIN")
+        dst.executemany("INSERT INTO crsql_changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", changes)
+        dst.execute("COMMIT")
+
+    return len(changes), timed(run)
+
+
 def bench_add_column(tmp: Path, n_rows: int) -> tuple[int, float]:
     conn = make_db(tmp, f"alter-{n_rows}", True)
     with crdt.transaction(conn):
@@ -158,6 +178,11 @@ def main() -> None:
         print(
             f"merge {count} column changes into an empty replica: {secs:.2f}s  "
             f"{count / secs:,.0f} changes/s (target >= 100,000/s)"
+        )
+        count, secs = bench_merge_per_change(tmp, m_rows // 10)
+        print(
+            f"  baseline, one change per INSERT INTO crsql_changes ({count}): "
+            f"{count / secs:,.0f} changes/s"
         )
         for size in (1_000 // scale, 100_000 // scale):
             added, secs = bench_add_column(tmp, size)
