@@ -31,3 +31,17 @@ class MalformedChangeError(CrdtError):
 
 class TransactionError(CrdtError):
     """A transaction was used in a way the engine does not allow (e.g. no open transaction)."""
+
+
+class StoreError(CorrosionError):
+    """An error of the node store."""
+
+
+class StatementError(StoreError):
+    """A statement of a local transaction failed; the whole transaction was rolled back."""
+
+    def __init__(self, index: int, sql: str, message: str) -> None:
+        super().__init__(f"statement {index} failed: {message} (in: {sql})")
+        self.index = index
+        self.sql = sql
+        self.message = message

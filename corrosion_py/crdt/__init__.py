@@ -18,7 +18,7 @@ import sqlite3
 
 from corrosion_py.crdt.change_rows import Change, changes
 from corrosion_py.crdt.crr import alter, as_crr, as_table
-from corrosion_py.crdt.merger import merge
+from corrosion_py.crdt.merger import MergeResult, merge, merge_changes
 from corrosion_py.crdt.pk import compare, pack_pk, unpack_pk
 from corrosion_py.crdt.schema import is_crr
 from corrosion_py.crdt.sql import register
@@ -27,6 +27,7 @@ from corrosion_py.crdt.tx import Transaction, transaction
 
 __all__ = [
     "Change",
+    "MergeResult",
     "Transaction",
     "alter",
     "as_crr",
@@ -37,6 +38,7 @@ __all__ = [
     "init",
     "is_crr",
     "merge",
+    "merge_changes",
     "pack_pk",
     "register",
     "site_id",

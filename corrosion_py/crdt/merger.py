@@ -16,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import attrs
+
 from corrosion_py.crdt.change_rows import Change
 from corrosion_py.crdt.merge_rules import SENTINEL, RowState, apply_change
 from corrosion_py.crdt.pk import SqlValue, pack_pk, unpack_pk
@@ -230,7 +232,12 @@ class _TableBatch:
         )
 
 
-def _apply_chunk(conn: sqlite3.Connection, st: ConnState, items: Sequence[_Incoming]) -> int:
+def _apply_chunk(
+    conn: sqlite3.Connection,
+    st: ConnState,
+    items: Sequence[_Incoming],
+    impactful: list[Change] | None,
+) -> int:
     batches: dict[str, _TableBatch] = {}
     for info, pk_values, ch in items:
         batch = batches.get(info.name)
@@ -248,14 +255,23 @@ def _apply_chunk(conn: sqlite3.Connection, st: ConnState, items: Sequence[_Incom
             batch = batches[info.name]
             rows, current, last = batch.rows, batch.current, info.name
         assert current is not None
-        impacted += apply_change(rows[ch.pk], ch, current)
+        n = apply_change(rows[ch.pk], ch, current)
+        if n:
+            impacted += n
+            if impactful is not None:
+                impactful.append(ch)
     for batch in batches.values():
         batch.write()
     return impacted
 
 
-def _apply(conn: sqlite3.Connection, st: ConnState, items: Sequence[_Incoming]) -> int:
-    impacted = sum(_apply_chunk(conn, st, part) for part in _chunks(items, CHUNK))
+def _apply(
+    conn: sqlite3.Connection,
+    st: ConnState,
+    items: Sequence[_Incoming],
+    impactful: list[Change] | None = None,
+) -> int:
+    impacted = sum(_apply_chunk(conn, st, part, impactful) for part in _chunks(items, CHUNK))
     max_seen: dict[bytes, int] = {}
     for _, _, ch in items:  # crsql_db_versions: the max version seen per site, won or lost
         if ch.db_version > max_seen.get(ch.site_id, -1):
@@ -269,19 +285,44 @@ def _apply(conn: sqlite3.Connection, st: ConnState, items: Sequence[_Incoming]) 
     return impacted
 
 
+@attrs.frozen
+class MergeResult:
+    """What a merge did: rows impacted (§3.5) and the changes that impacted something, in the
+    order given (what subscriptions need to look at)."""
+
+    rows_impacted: int
+    impactful: list[Change]
+
+
 def merge(conn: sqlite3.Connection, changes: Iterable[Change | Sequence[Any]]) -> int:
     """Apply remote change rows atomically; return the number of rows impacted (§3.5).
 
     Runs in its own transaction, or in a savepoint of the caller's. Any invalid change (unknown
     table or column, malformed pk or field) raises before anything is written.
     """
+    return _merge(conn, changes, None)
+
+
+def merge_changes(
+    conn: sqlite3.Connection, changes: Iterable[Change | Sequence[Any]]
+) -> MergeResult:
+    """`merge`, also saying which changes impacted rows."""
+    impactful: list[Change] = []
+    return MergeResult(_merge(conn, changes, impactful), impactful)
+
+
+def _merge(
+    conn: sqlite3.Connection,
+    changes: Iterable[Change | Sequence[Any]],
+    impactful: list[Change] | None,
+) -> int:
     st = conn_state(conn)
     validate = _Validator(st.crrs(conn))
     items = [validate(raw) for raw in changes]
     if not conn.in_transaction:  # crsql_rows_impacted() counts per transaction
         st.rows_impacted = 0
     with write_scope(conn, st, sync=True):
-        return _apply(conn, st, items)
+        return _apply(conn, st, items, impactful)
 
 
 def merge_in_statement(conn: sqlite3.Connection, raw: Sequence[Any]) -> int:

@@ -1,0 +1,264 @@
+"""Applying remote changesets in one SQLite transaction (reference §3.6).
+
+Rules, in the order they are applied to each item of a batch:
+- the node's own changes, and versions (or seq ranges) the bookkeeping already knows, are skipped;
+- an empty (cleared) version range only advances bookkeeping, and drops buffered pieces of it;
+- a complete changeset is merged into the CRR tables;
+- a piece of a version is buffered on disk (`__corro_buffered_changes`) with its seq range; when
+  the pieces cover 0..=last_seq the version is merged from the buffer;
+- all merges of a batch run as one engine merge; if that fails, each changeset is merged in its
+  own savepoint and the ones that still fail (unknown table after a schema divergence, a value a
+  CHECK refuses, rows that do not belong to the changeset) are quarantined with the reason, so they
+  block neither the batch nor later ones. `retry_quarantined` re-applies them (after a schema
+  change).
+Bookkeeping is changed on copies, written in the same transaction, and returned for the caller to
+publish after the commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+
+import attrs
+import cbor2
+
+from corrosion_py import crdt
+from corrosion_py.crdt import Change
+from corrosion_py.errors import CorrosionError
+from corrosion_py.store.bookkeeping import BookedVersions, persist
+from corrosion_py.store.ranges import Range
+from corrosion_py.wire.messages import Changeset, EmptyChangeset
+
+SCHEMA = [
+    'CREATE TABLE IF NOT EXISTS __corro_buffered_changes ("table" TEXT NOT NULL, pk BLOB NOT NULL, '
+    "cid TEXT NOT NULL, val ANY, col_version INTEGER NOT NULL, db_version INTEGER NOT NULL, "
+    "site_id BLOB NOT NULL, cl INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, "
+    "PRIMARY KEY (site_id, db_version, seq)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS __corro_quarantine (actor_id BLOB NOT NULL, "
+    "version INTEGER NOT NULL, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL, "
+    "reason TEXT NOT NULL, changes BLOB NOT NULL, quarantined_at INTEGER NOT NULL, "
+    "PRIMARY KEY (actor_id, version)) WITHOUT ROWID",
+]
+
+Item = Changeset | EmptyChangeset
+
+
+@attrs.frozen
+class Quarantined:
+    actor_id: bytes
+    version: int
+    reason: str
+
+
+@attrs.define
+class ApplyResult:
+    """What a batch did. `impactful` are the changes that changed rows: what subscriptions
+    look at."""
+
+    applied: list[tuple[bytes, int]] = attrs.Factory(list)
+    cleared: list[tuple[bytes, Range]] = attrs.Factory(list)
+    buffered: int = 0
+    skipped: int = 0
+    quarantined: list[Quarantined] = attrs.Factory(list)
+    impactful: list[Change] = attrs.Factory(list)
+    rows_impacted: int = 0
+
+    def extend(self, other: ApplyResult) -> None:
+        self.applied += other.applied
+        self.cleared += other.cleared
+        self.buffered += other.buffered
+        self.skipped += other.skipped
+        self.quarantined += other.quarantined
+        self.impactful += other.impactful
+        self.rows_impacted += other.rows_impacted
+
+
+@attrs.frozen
+class _Pending:
+    actor_id: bytes
+    version: int
+    changes: tuple[Change, ...]
+    last_seq: int
+    ts: int
+    from_buffer: bool
+
+
+def _buffered(conn: sqlite3.Connection, actor: bytes, version: int) -> tuple[Change, ...]:
+    rows = conn.execute(
+        'SELECT "table", pk, cid, val, col_version, db_version, site_id, cl, seq '
+        "FROM __corro_buffered_changes WHERE site_id = ? AND db_version = ? ORDER BY seq",
+        (actor, version),
+    )
+    return tuple(Change(*r) for r in rows)
+
+
+def _inconsistency(item: Changeset) -> str | None:
+    """Why a changeset's rows do not belong to it, or None."""
+    start, end = item.seqs
+    for ch in item.changes:
+        if ch.site_id != item.actor_id or ch.db_version != item.version:
+            return "a change does not belong to the changeset's actor and version"
+        if not start <= ch.seq <= end:
+            return f"seq {ch.seq} is outside the changeset's range {start}..{end}"
+    return None
+
+
+class Applier:
+    """Applies one batch on the write connection, inside the caller's transaction."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, actor_id: bytes, bookie: dict[bytes, BookedVersions]
+    ) -> None:
+        self.conn = conn
+        self.actor_id = actor_id
+        self.bookie = bookie
+        self.work: dict[bytes, BookedVersions] = {}
+        self.result = ApplyResult()
+        self.pending: list[_Pending] = []
+        self.scheduled: set[tuple[bytes, int]] = set()
+
+    def booked(self, actor: bytes) -> BookedVersions:
+        got = self.work.get(actor)
+        if got is None:
+            base = self.bookie.get(actor)
+            got = self.work[actor] = base.copy() if base is not None else BookedVersions()
+        return got
+
+    def apply(self, items: Sequence[Item]) -> ApplyResult:
+        for item in items:
+            if item.actor_id == self.actor_id:
+                self.result.skipped += 1
+            elif isinstance(item, EmptyChangeset):
+                self._empty(item)
+            elif item.complete:
+                self._complete(item)
+            else:
+                self._piece(item)
+        self._merge_pending()
+        for actor, booked in self.work.items():
+            persist(self.conn, actor, booked)
+        return self.result
+
+    def _empty(self, item: EmptyChangeset) -> None:
+        booked = self.booked(item.actor_id)
+        start, end = item.versions
+        if booked.knows_range(start, end):
+            self.result.skipped += 1
+            return
+        for version in [v for v in booked.partials if start <= v <= end]:
+            self.conn.execute(
+                "DELETE FROM __corro_buffered_changes WHERE site_id = ? AND db_version = ?",
+                (item.actor_id, version),
+            )
+        booked.record(start, end)
+        self.result.cleared.append((item.actor_id, (start, end)))
+
+    def _complete(self, item: Changeset) -> None:
+        key = (item.actor_id, item.version)
+        if key in self.scheduled or self.booked(item.actor_id).knows(item.version):
+            self.result.skipped += 1
+            return
+        reason = _inconsistency(item)
+        if reason is not None:
+            self._quarantine(_Pending(*key, item.changes, item.last_seq, item.ts, False), reason)
+            return
+        self.scheduled.add(key)
+        self.pending.append(_Pending(*key, item.changes, item.last_seq, item.ts, False))
+
+    def _piece(self, item: Changeset) -> None:
+        key = (item.actor_id, item.version)
+        booked = self.booked(item.actor_id)
+        if key in self.scheduled or booked.knows_seqs(item.version, item.seqs):
+            self.result.skipped += 1
+            return
+        reason = _inconsistency(item)
+        if reason is not None:
+            self._quarantine(_Pending(*key, item.changes, item.last_seq, item.ts, False), reason)
+            return
+        self.conn.executemany(
+            'INSERT OR IGNORE INTO __corro_buffered_changes ("table", pk, cid, val, col_version, '
+            "db_version, site_id, cl, seq, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*attrs.astuple(ch, recurse=False), item.ts) for ch in item.changes],
+        )
+        self.result.buffered += 1
+        partial = booked.record_partial(item.version, item.seqs, item.last_seq, item.ts)
+        if partial.complete():
+            changes = _buffered(self.conn, *key)
+            self.scheduled.add(key)
+            self.pending.append(_Pending(*key, changes, partial.last_seq, partial.ts, True))
+
+    def _merge_pending(self) -> None:
+        if not self.pending:
+            return
+        try:
+            merged = crdt.merge_changes(self.conn, [ch for p in self.pending for ch in p.changes])
+        except (CorrosionError, sqlite3.Error):
+            for pending in self.pending:  # isolate the changesets that fail
+                try:
+                    one = crdt.merge_changes(self.conn, pending.changes)
+                except (CorrosionError, sqlite3.Error) as exc:
+                    self._quarantine(pending, f"{type(exc).__name__}: {exc}")
+                else:
+                    self._done(pending, one)
+        else:
+            for pending in self.pending:
+                self._done(pending, None)
+            self.result.impactful += merged.impactful
+            self.result.rows_impacted += merged.rows_impacted
+        self.pending = []
+
+    def _done(self, pending: _Pending, merged: crdt.MergeResult | None) -> None:
+        booked = self.booked(pending.actor_id)
+        had_pieces = pending.version in booked.partials
+        booked.record(pending.version, pending.version)
+        if had_pieces:  # merged from the buffer, or a complete copy arrived meanwhile
+            self.conn.execute(
+                "DELETE FROM __corro_buffered_changes WHERE site_id = ? AND db_version = ?",
+                (pending.actor_id, pending.version),
+            )
+        self.result.applied.append((pending.actor_id, pending.version))
+        if merged is not None:
+            self.result.impactful += merged.impactful
+            self.result.rows_impacted += merged.rows_impacted
+
+    def _quarantine(self, pending: _Pending, reason: str) -> None:
+        """Set a changeset aside: recorded with the reason, not applied, not known."""
+        booked = self.booked(pending.actor_id)
+        if pending.version in booked.partials:
+            del booked.partials[pending.version]
+            booked.gaps.add(pending.version, pending.version)
+        if pending.from_buffer:
+            self.conn.execute(
+                "DELETE FROM __corro_buffered_changes WHERE site_id = ? AND db_version = ?",
+                (pending.actor_id, pending.version),
+            )
+        payload = cbor2.dumps([list(attrs.astuple(ch, recurse=False)) for ch in pending.changes])
+        self.conn.execute(
+            "INSERT INTO __corro_quarantine (actor_id, version, last_seq, ts, reason, changes, "
+            "quarantined_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (actor_id, version) DO "
+            "UPDATE SET reason = excluded.reason, quarantined_at = excluded.quarantined_at",
+            (
+                pending.actor_id,
+                pending.version,
+                pending.last_seq,
+                pending.ts,
+                reason,
+                payload,
+                time.time_ns(),
+            ),
+        )
+        self.result.quarantined.append(Quarantined(pending.actor_id, pending.version, reason))
+
+
+def take_quarantined(conn: sqlite3.Connection) -> list[Changeset]:
+    """Remove every quarantined changeset from the quarantine and return it, to be re-applied."""
+    out = []
+    for actor, version, last_seq, ts, payload in conn.execute(
+        "SELECT actor_id, version, last_seq, ts, changes FROM __corro_quarantine"
+    ).fetchall():
+        changes = tuple(Change(*row) for row in cbor2.loads(payload))
+        out.append(Changeset(bytes(actor), version, changes, (0, last_seq), last_seq, ts))
+    conn.execute("DELETE FROM __corro_quarantine")
+    return out

@@ -1,0 +1,48 @@
+"""Hybrid logical clock: timestamps that follow wall time but never go backwards, and that move
+past every timestamp seen from a peer, so changes can be ordered and lag measured.
+
+Sans-IO: the physical time is passed in (nanoseconds since the Unix epoch). Timestamps are NTP64
+(upper 32 bits seconds, lower 32 bits fraction), like Corrosion's uhlc, as unsigned 64-bit ints.
+"""
+
+from __future__ import annotations
+
+from corrosion_py.errors import CorrosionError
+
+_FRACTION = 1 << 32
+_NS = 1_000_000_000
+
+
+class ClockDriftError(CorrosionError):
+    """A peer's timestamp is further ahead of our clock than the allowed drift."""
+
+
+def ntp64_from_ns(ns: int) -> int:
+    seconds, rest = divmod(ns, _NS)
+    return (seconds << 32) | (rest * _FRACTION // _NS)
+
+
+def ns_from_ntp64(ts: int) -> int:
+    return (ts >> 32) * _NS + (ts & (_FRACTION - 1)) * _NS // _FRACTION
+
+
+class HLC:
+    """One node's hybrid logical clock."""
+
+    def __init__(self, max_drift_ns: int = 300_000_000) -> None:
+        self.max_drift = ntp64_from_ns(max_drift_ns)
+        self.last = 0
+
+    def now(self, physical_ns: int) -> int:
+        """A new timestamp, greater than every one given or seen so far."""
+        self.last = max(ntp64_from_ns(physical_ns), self.last + 1)
+        return self.last
+
+    def update(self, remote: int, physical_ns: int) -> None:
+        """Move past a peer's timestamp, unless it is implausibly far ahead of us."""
+        if remote - ntp64_from_ns(physical_ns) > self.max_drift:
+            raise ClockDriftError(
+                f"remote timestamp is {ns_from_ntp64(remote) - physical_ns} ns ahead "
+                f"(max drift {ns_from_ntp64(self.max_drift)} ns)"
+            )
+        self.last = max(self.last, remote)

@@ -1,0 +1,326 @@
+"""The node store: the one SQLite file of a node and the only path data takes in or out of it.
+
+One writer connection, used by one thread at a time under `_write_lock` (held only around a
+SQLite transaction, never across a network await); a small pool of read-only connections, one per
+worker thread. Every blocking call has an async twin that runs it on a worker thread through a
+trio CapacityLimiter, so trio code never blocks its event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from corrosion_py import crdt
+from corrosion_py.crdt import Change
+from corrosion_py.errors import StatementError
+from corrosion_py.store import bookkeeping
+from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
+from corrosion_py.store.apply import Applier, ApplyResult, Item, take_quarantined
+from corrosion_py.store.bookkeeping import BookedVersions
+from corrosion_py.store.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
+from corrosion_py.store.hlc import HLC
+from corrosion_py.store.schema import SchemaResult, apply_schema
+from corrosion_py.store.sync import Need, Server, compute_needs, sync_state
+from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD
+from corrosion_py.wire.codec import encoded_change_size as size_of_change
+from corrosion_py.wire.messages import Changeset, EmptyChangeset, SyncState
+
+T = TypeVar("T")
+Params = Sequence[Any] | Mapping[str, Any]
+Statement = str | tuple[str, Params]
+
+STORE_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS __corro_state (key TEXT PRIMARY KEY NOT NULL, value ANY)",
+    "CREATE TABLE IF NOT EXISTS __corro_members (actor_id BLOB PRIMARY KEY NOT NULL, "
+    "address TEXT NOT NULL, state TEXT NOT NULL, incarnation INTEGER NOT NULL DEFAULT 0, "
+    "rtt_min INTEGER, updated_at INTEGER NOT NULL)",
+    *bookkeeping.SCHEMA,
+    *APPLY_SCHEMA,
+]
+
+
+@attrs.frozen
+class TxResult:
+    """A committed local transaction: rows affected per statement, its version (None when it
+    changed nothing replicated) and its changeset (None likewise)."""
+
+    rows_affected: list[int]
+    version: int | None
+    changeset: Changeset | None
+    elapsed: float
+
+
+def _split(stmt: Statement) -> tuple[str, Params]:
+    if isinstance(stmt, str):
+        return stmt, ()
+    sql, params = stmt
+    return sql, params
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class Store:
+    """A node's database. Open with `Store.open`; close with `close` (or use as a context)."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: sqlite3.Connection,
+        *,
+        readers: int,
+        max_drift_ns: int,
+        chunk_budget: int,
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._write_lock = threading.Lock()
+        self.actor_id = crdt.site_id(writer)
+        self.hlc = HLC(max_drift_ns)
+        self.chunk_budget = chunk_budget
+        self.bookie: dict[bytes, BookedVersions] = bookkeeping.load(writer)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self.write_limiter = trio.CapacityLimiter(1)
+        self.read_limiter = trio.CapacityLimiter(readers)
+        self.quarantined_total = 0
+        self.batch_cost = 2_000  # column changes per apply transaction, adapted per batch
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        schema_paths: Sequence[str | Path] = (),
+        readers: int = 4,
+        max_drift_ns: int = 300_000_000,
+        chunk_budget: int = DEFAULT_BUDGET,
+    ) -> Store:
+        """Open (creating if needed) a store; apply the schema files when given."""
+        path = Path(path)
+        writer = connect(path)
+        crdt.init(writer)
+        writer.execute("BEGIN IMMEDIATE")
+        for ddl in STORE_SCHEMA:
+            writer.execute(ddl)
+        writer.execute("COMMIT")
+        store = cls(
+            path,
+            writer,
+            readers=readers,
+            max_drift_ns=max_drift_ns,
+            chunk_budget=chunk_budget,
+        )
+        if schema_paths:
+            store.apply_schema_sync(schema_paths)
+        return store
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ------------------------------------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            crdt.register(conn, create=False)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return fn(self.reader())
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await trio.to_thread.run_sync(self.read_sync, fn, limiter=self.read_limiter)
+
+    async def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        return await self.read(lambda conn: conn.execute(sql, params).fetchall())
+
+    # -- schema -------------------------------------------------------------------------------
+    def apply_schema_sync(self, paths: Sequence[str | Path]) -> SchemaResult:
+        with self._write_lock:
+            result = apply_schema(self._writer, paths)
+        if result.changed:
+            self.retry_quarantined_sync()
+        return result
+
+    async def apply_schema(self, paths: Sequence[str | Path]) -> SchemaResult:
+        return await trio.to_thread.run_sync(
+            self.apply_schema_sync, paths, limiter=self.write_limiter
+        )
+
+    # -- local writes -------------------------------------------------------------------------
+    def transaction_sync(self, statements: Sequence[Statement]) -> TxResult:
+        """Run statements atomically as one version of this actor."""
+        started = time.perf_counter()
+        conn = self._writer
+        with self._write_lock:
+            ts = self.hlc.now(time.time_ns())
+            affected: list[int] = []
+            with crdt.transaction(conn) as tx:
+                for index, stmt in enumerate(statements):
+                    sql, params = _split(stmt)
+                    try:
+                        affected.append(conn.execute(sql, params).rowcount)
+                    except (sqlite3.Error, ValueError, OverflowError) as exc:
+                        raise StatementError(index, sql, str(exc)) from exc
+            changeset = None
+            if tx.version is not None:
+                changes = crdt.changes(
+                    conn, site_id=self.actor_id, min_version=tx.version, max_version=tx.version
+                )
+                last_seq = max((c.seq for c in changes), default=0)
+                changeset = Changeset(
+                    self.actor_id, tx.version, tuple(changes), (0, last_seq), last_seq, ts
+                )
+                self.bookie.setdefault(self.actor_id, BookedVersions()).record(
+                    tx.version, tx.version
+                )
+        return TxResult(affected, tx.version, changeset, time.perf_counter() - started)
+
+    async def transaction(self, statements: Sequence[Statement]) -> TxResult:
+        return await trio.to_thread.run_sync(
+            self.transaction_sync, statements, limiter=self.write_limiter
+        )
+
+    def pieces(self, changeset: Changeset, budget: int | None = None) -> Iterator[Changeset]:
+        """A changeset cut into pieces that each fit ``budget`` bytes encoded."""
+        return chunk(
+            changeset.actor_id,
+            changeset.version,
+            changeset.changes,
+            changeset.last_seq,
+            changeset.ts,
+            budget=budget or self.chunk_budget,
+            size_of=size_of_change,
+            overhead=MAX_CHANGESET_OVERHEAD,
+        )
+
+    # -- remote changes -----------------------------------------------------------------------
+    def apply_sync(self, items: Sequence[Item]) -> ApplyResult:
+        """Apply remote changesets, in transactions of about `batch_cost` column changes each;
+        the size adapts to keep one transaction around 100 ms."""
+        result = ApplyResult()
+        now = time.time_ns()
+        for item in items:
+            if item.ts:
+                with contextlib.suppress(Exception):
+                    self.hlc.update(item.ts, now)
+        batch: list[Item] = []
+        cost = 0
+        for item in items:
+            batch.append(item)
+            cost += len(item.changes) if isinstance(item, Changeset) else 1
+            if cost >= self.batch_cost:
+                result.extend(self._apply_batch(batch))
+                batch, cost = [], 0
+        if batch:
+            result.extend(self._apply_batch(batch))
+        return result
+
+    async def apply(self, items: Sequence[Item]) -> ApplyResult:
+        return await trio.to_thread.run_sync(self.apply_sync, items, limiter=self.write_limiter)
+
+    def _apply_batch(self, batch: Sequence[Item]) -> ApplyResult:
+        conn = self._writer
+        started = time.perf_counter()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                applier = Applier(conn, self.actor_id, self.bookie)
+                result = applier.apply(batch)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self.bookie.update(applier.work)  # published only once committed
+        self.quarantined_total += len(result.quarantined)
+        elapsed = time.perf_counter() - started
+        if elapsed > 0.2:
+            self.batch_cost = max(100, self.batch_cost // 2)
+        elif elapsed < 0.05:
+            self.batch_cost = min(16_000, self.batch_cost + 500)
+        return result
+
+    def retry_quarantined_sync(self) -> ApplyResult:
+        """Re-apply every quarantined changeset (after a schema change)."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            items = take_quarantined(conn)
+            conn.execute("COMMIT")
+        return self.apply_sync(items)
+
+    def quarantine(self) -> list[tuple[bytes, int, str]]:
+        return [
+            (bytes(a), v, r)
+            for a, v, r in self.reader().execute(
+                "SELECT actor_id, version, reason FROM __corro_quarantine "
+                "ORDER BY actor_id, version"
+            )
+        ]
+
+    # -- sync ---------------------------------------------------------------------------------
+    def sync_state(self) -> SyncState:
+        return sync_state(self.actor_id, self.bookie)
+
+    def needs_from(self, theirs: SyncState) -> dict[bytes, list[Need]]:
+        return compute_needs(self.sync_state(), theirs)
+
+    def serve_sync(
+        self, needs: Mapping[bytes, Sequence[Need]]
+    ) -> Iterator[Changeset | EmptyChangeset]:
+        """The changesets answering a peer's needs, newest versions first, read on this thread's
+        read connection. No read transaction spans the iteration (the caller sends between
+        items): each window of versions is read as its own snapshot."""
+        conn = self.reader()
+        snapshot = {actor: b.copy() for actor, b in self.bookie.items()}
+        server = Server(
+            conn,
+            snapshot,
+            budget=SYNC_BUDGET,
+            size_of=size_of_change,
+            overhead=MAX_CHANGESET_OVERHEAD,
+        )
+        for actor, actor_needs in needs.items():
+            for need in actor_needs:
+                yield from server.serve(actor, need)
+
+    def local_changes(self, version: int) -> list[Change]:
+        return crdt.changes(
+            self.reader(), site_id=self.actor_id, min_version=version, max_version=version
+        )
