@@ -9,10 +9,11 @@ trio CapacityLimiter, so trio code never blocks its event loop.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -302,16 +303,14 @@ class Store:
         return compute_needs(self.sync_state(), theirs)
 
     def serve_sync(
-        self, needs: Mapping[bytes, Sequence[Need]]
+        self, needs: Mapping[bytes, Sequence[Need]], conn: sqlite3.Connection | None = None
     ) -> Iterator[Changeset | EmptyChangeset]:
-        """The changesets answering a peer's needs, newest versions first, read on this thread's
-        read connection. No read transaction spans the iteration (the caller sends between
-        items): each window of versions is read as its own snapshot."""
-        conn = self.reader()
-        snapshot = {actor: b.copy() for actor, b in self.bookie.items()}
+        """The changesets answering a peer's needs, newest versions first. No read transaction
+        spans the iteration (the caller sends between items): each window of versions is read as
+        its own snapshot, so memory and WAL retention stay bounded however much is served."""
         server = Server(
-            conn,
-            snapshot,
+            conn or self.reader(),
+            {actor: b.copy() for actor, b in self.bookie.items()},
             budget=SYNC_BUDGET,
             size_of=size_of_change,
             overhead=MAX_CHANGESET_OVERHEAD,
@@ -319,6 +318,24 @@ class Store:
         for actor, actor_needs in needs.items():
             for need in actor_needs:
                 yield from server.serve(actor, need)
+
+    async def stream_sync(
+        self, needs: Mapping[bytes, Sequence[Need]], batch: int = 64
+    ) -> AsyncIterator[list[Changeset | EmptyChangeset]]:
+        """`serve_sync` for trio code: batches read on a worker thread, on a connection of its
+        own, so the event loop never blocks and nothing is held while the caller sends."""
+        conn = connect(self.path, readonly=True)
+        crdt.register(conn, create=False)
+        try:
+            items = self.serve_sync(needs, conn)
+
+            def take() -> list[Changeset | EmptyChangeset]:
+                return list(itertools.islice(items, batch))
+
+            while chunk_ := await trio.to_thread.run_sync(take, limiter=self.read_limiter):
+                yield chunk_
+        finally:
+            conn.close()
 
     def local_changes(self, version: int) -> list[Change]:
         return crdt.changes(

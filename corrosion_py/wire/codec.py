@@ -133,7 +133,9 @@ def encode(msg: Message, *, cluster_id: int, check: bool = True) -> bytes:
         raise EncodeError(f"cannot send {type(msg).__name__}: {e}") from e
 
 
-def decode_envelope(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Envelope:
+def decode_envelope(
+    data: bytes | bytearray | memoryview, *, max_size: int = MAX_MESSAGE_SIZE
+) -> Envelope:
     """The message in ``data`` with its protocol version and cluster id (not compared).
 
     For the sync server, which answers a SyncStart from another cluster with a rejection; other
@@ -143,7 +145,10 @@ def decode_envelope(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Envelop
 
 
 def decode(
-    data: bytes, *, cluster_id: int | None = None, max_size: int = MAX_MESSAGE_SIZE
+    data: bytes | bytearray | memoryview,
+    *,
+    cluster_id: int | None = None,
+    max_size: int = MAX_MESSAGE_SIZE,
 ) -> Message:
     """The message in ``data``; ``WrongClusterError`` if it is for another ``cluster_id``.
 
@@ -152,7 +157,9 @@ def decode(
     return _decode(data, cluster_id, max_size).message
 
 
-def _decode(data: bytes, cluster_id: int | None, max_size: int) -> Envelope:
+def _decode(
+    data: bytes | bytearray | memoryview, cluster_id: int | None, max_size: int
+) -> Envelope:
     try:
         size = len(data)
     except Exception as e:

@@ -453,7 +453,8 @@ MIGRATION_REFUSALS = [
     (
         "non-constant-default",
         BASE.replace("DEFAULT 0\n", "DEFAULT 0,\n  at TEXT DEFAULT CURRENT_TIMESTAMP\n"),
-        r"SQLite refused 'ALTER TABLE \"t\" ADD COLUMN at TEXT DEFAULT CURRENT_TIMESTAMP'.*non-constant default",
+        r"SQLite refused 'ALTER TABLE \"t\" ADD COLUMN at TEXT DEFAULT CURRENT_TIMESTAMP'"
+        r".*non-constant default",
         "t",
     ),
 ]
@@ -546,7 +547,8 @@ STATEMENT_REFUSALS = [
     (
         "drop-table",
         "DROP TABLE t",
-        r"DROP TABLE statements are not allowed: schema files may only CREATE TABLE and CREATE INDEX",
+        r"DROP TABLE statements are not allowed: schema files may only CREATE TABLE and "
+        r"CREATE INDEX",
         None,
     ),
     (
@@ -593,7 +595,8 @@ STATEMENT_REFUSALS = [
     ),
     (
         "foreign-key-table",
-        "CREATE TABLE x (id INTEGER PRIMARY KEY NOT NULL, t_id INTEGER, FOREIGN KEY (t_id) REFERENCES t (id))",
+        "CREATE TABLE x (id INTEGER PRIMARY KEY NOT NULL, t_id INTEGER, "
+        "FOREIGN KEY (t_id) REFERENCES t (id))",
         r"foreign keys are not allowed",
         "x",
     ),
