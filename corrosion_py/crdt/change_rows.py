@@ -93,19 +93,12 @@ def _table_changes(
         yield (r[5], r[8], r[6], index, key, r[2]), change
 
 
-def changes(
+def _filters(
     conn: sqlite3.Connection,
-    *,
-    site_id: bytes | None = None,
-    min_version: int | None = None,
-    max_version: int | None = None,
-) -> list[Change]:
-    """Change rows in (db_version, seq) order, optionally only one site's versions in a range
-    (both bounds inclusive). Ties are broken by site id, table, row and column.
-
-    Merged rows keep their origin's db_version and seq, so a site's range is an index lookup.
-    """
-    st = conn_state(conn)
+    site_id: bytes | None,
+    ranges: tuple[tuple[str, int | None, int | None], ...],
+) -> tuple[tuple[str, ...], list[object]] | None:
+    """SQL conditions on the clock ``c`` and their parameters; None if the site is unknown."""
     clauses: list[str] = []
     params: list[object] = []
     if site_id is not None:
@@ -113,19 +106,66 @@ def changes(
             "SELECT ordinal FROM crsql_site_id WHERE site_id = ?", (bytes(site_id),)
         ).fetchone()
         if row is None:
-            return []
+            return None
         clauses.append("c.site_id = ?")
         params.append(row[0])
-    if min_version is not None:
-        clauses.append("c.db_version >= ?")
-        params.append(min_version)
-    if max_version is not None:
-        clauses.append("c.db_version <= ?")
-        params.append(max_version)
+    for column, low, high in ranges:
+        if low is not None:
+            clauses.append(f"c.{column} >= ?")
+            params.append(low)
+        if high is not None:
+            clauses.append(f"c.{column} <= ?")
+            params.append(high)
+    return tuple(clauses), params
+
+
+def changes(
+    conn: sqlite3.Connection,
+    *,
+    site_id: bytes | None = None,
+    min_version: int | None = None,
+    max_version: int | None = None,
+    min_seq: int | None = None,
+    max_seq: int | None = None,
+) -> list[Change]:
+    """Change rows in (db_version, seq) order, optionally only one site's versions in a range
+    (both bounds inclusive) and only seqs in a range (to page through one large version). Ties
+    are broken by site id, table, row and column.
+
+    Merged rows keep their origin's db_version and seq, so a site's range is an index lookup.
+    """
+    st = conn_state(conn)
+    filters = _filters(
+        conn, site_id, (("db_version", min_version, max_version), ("seq", min_seq, max_seq))
+    )
+    if filters is None:
+        return []
+    clauses, params = filters
     infos = st.crrs(conn).values()
-    streams = [
-        _table_changes(conn, info, i, tuple(clauses), params) for i, info in enumerate(infos)
-    ]
+    streams = [_table_changes(conn, info, i, clauses, params) for i, info in enumerate(infos)]
     if len(streams) == 1:
         return [change for _, change in streams[0]]
     return [change for _, change in heapq.merge(*streams, key=lambda item: item[0])]
+
+
+def version_sizes(
+    conn: sqlite3.Connection, *, site_id: bytes, min_version: int, max_version: int
+) -> dict[int, tuple[int, int]]:
+    """Per version of a site in a range: (number of change rows, highest seq). An index range
+    scan that reads no values, to plan reading large versions in pages."""
+    st = conn_state(conn)
+    filters = _filters(conn, site_id, (("db_version", min_version, max_version),))
+    if filters is None:
+        return {}
+    clauses, params = filters
+    where = " AND ".join((_NOT_PROVISIONAL, *clauses))
+    out: dict[int, tuple[int, int]] = {}
+    for info in st.crrs(conn).values():
+        for version, count, top in conn.execute(
+            f"SELECT c.db_version, count(*), max(c.seq) FROM {info.clock} c WHERE {where} "
+            "GROUP BY c.db_version",
+            params,
+        ):
+            n, s = out.get(version, (0, -1))
+            out[version] = (n + count, max(s, top))
+    return out

@@ -20,7 +20,8 @@ from corrosion_py.store.ranges import Range, RangeSet
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, NeedFull, NeedPartial, SyncState
 
 FULL_NEED_VERSIONS = 10  # versions per Full need (Corrosion's chunking of requests)
-SERVE_WINDOW = 64  # versions read per query while serving
+SERVE_WINDOW = 64  # versions planned per query while serving
+SERVE_PAGE = 2_000  # change rows read per query while serving a large version
 
 Need = NeedFull | NeedPartial
 
@@ -120,28 +121,51 @@ class Server:
         hi = end
         while hi >= start:
             lo = max(start, hi - SERVE_WINDOW + 1)
+            sizes = crdt.version_sizes(self.conn, site_id=actor, min_version=lo, max_version=hi)
+            small = {v for v, (n, _) in sizes.items() if n <= SERVE_PAGE}
             by_version: dict[int, list[Change]] = {}
-            for ch in crdt.changes(self.conn, site_id=actor, min_version=lo, max_version=hi):
-                by_version.setdefault(ch.db_version, []).append(ch)
-            for version in range(hi, lo - 1, -1):
-                rows = by_version.get(version)
-                if (
-                    rows is None
-                    and version not in booked.partials
-                    and not booked.gaps.contains(version)
+            if small:  # one query for the window's small versions
+                for ch in crdt.changes(
+                    self.conn, site_id=actor, min_version=min(small), max_version=max(small)
                 ):
+                    if ch.db_version in small:
+                        by_version.setdefault(ch.db_version, []).append(ch)
+            for version in range(hi, lo - 1, -1):
+                size = sizes.get(version)
+                unknown = version in booked.partials or booked.gaps.contains(version)
+                if size is None and not unknown:
                     empty = (version, empty[1] if empty else version)
                     continue
                 if empty is not None:
                     yield EmptyChangeset(actor, empty, 0)
                     empty = None
-                if rows is not None:
-                    yield from self._pieces(actor, version, rows, max(c.seq for c in rows), 0)
-                elif version in booked.partials:
-                    yield from self._buffered(actor, version, None)
+                if size is None:
+                    if version in booked.partials:
+                        yield from self._buffered(actor, version, None)
+                elif version in by_version:
+                    rows = by_version.pop(version)
+                    yield from self._pieces(actor, version, rows, size[1], 0)
+                else:
+                    yield from self._paged(actor, version, size[1])
             hi = lo - 1
         if empty is not None:
             yield EmptyChangeset(actor, empty, 0)
+
+    def _paged(self, actor: bytes, version: int, last_seq: int) -> Iterator[Changeset]:
+        """A large version, read SERVE_PAGE seqs at a time so memory stays bounded."""
+        for low in range(0, last_seq + 1, SERVE_PAGE):
+            high = min(last_seq, low + SERVE_PAGE - 1)
+            rows = crdt.changes(
+                self.conn,
+                site_id=actor,
+                min_version=version,
+                max_version=version,
+                min_seq=low,
+                max_seq=high,
+            )
+            for piece in self._pieces(actor, version, rows, last_seq, 0):
+                lo, hi = max(piece.seqs[0], low), min(piece.seqs[1], high)
+                yield Changeset(actor, version, piece.changes, (lo, hi), last_seq, 0)
 
     def _partial(
         self, actor: bytes, version: int, seqs: tuple[Range, ...]

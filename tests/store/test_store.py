@@ -217,3 +217,24 @@ def test_sync_fills_gaps_and_reports_cleared_versions(open_store) -> None:  # ty
     assert rows(b) == rows(a)
     assert b.needs_from(a.sync_state()) == {}
     assert not b.bookie[a.actor_id].gaps and b.bookie[a.actor_id].max == 7
+
+
+def test_large_versions_are_served_in_pages(open_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from corrosion_py.store import sync
+
+    monkeypatch.setattr(sync, "SERVE_PAGE", 7)  # pages of 7 seqs instead of 2,000
+    a, b = open_store("a"), open_store("b")
+    a.transaction_sync(
+        [
+            ("INSERT INTO machines (id, app, region) VALUES (?, ?, ?)", [f"m{i}", "web", "ams"])
+            for i in range(30)
+        ]
+    )
+    a.transaction_sync(["INSERT INTO apps VALUES ('web', 'o')"])
+    served = list(a.serve_sync(b.needs_from(a.sync_state())))
+    big = [s for s in served if isinstance(s, Changeset) and s.version == 1]
+    assert len(big) >= 90 // 7 and all(len(s.changes) <= 7 for s in big)
+    assert big[0].seqs[0] == 0 and big[-1].seqs[1] == big[0].last_seq
+    b.apply_sync(served)
+    assert rows(b) == rows(a)
+    assert not b.bookie[a.actor_id].partials and not b.bookie[a.actor_id].gaps
