@@ -40,6 +40,7 @@ __all__ = [
     "merge",
     "merge_changes",
     "pack_pk",
+    "refresh",
     "register",
     "site_id",
     "transaction",
@@ -56,6 +57,13 @@ def init(conn: sqlite3.Connection) -> bytes:
 def site_id(conn: sqlite3.Connection) -> bytes:
     """This database's site id: 16 bytes, shaped as a UUID v4."""
     return conn_state(conn).site_id
+
+
+def refresh(conn: sqlite3.Connection) -> None:
+    """Forget the cached shapes of this connection's CRRs. The cache follows PRAGMA
+    schema_version, which a rolled-back schema change moves back; call this after rolling back
+    DDL outside the engine's own transactions."""
+    conn_state(conn).schema_version = -1
 
 
 def db_version(conn: sqlite3.Connection) -> int:

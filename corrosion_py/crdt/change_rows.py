@@ -102,13 +102,17 @@ def _filters(
     clauses: list[str] = []
     params: list[object] = []
     if site_id is not None:
-        row = conn.execute(
-            "SELECT ordinal FROM crsql_site_id WHERE site_id = ?", (bytes(site_id),)
-        ).fetchone()
-        if row is None:
-            return None
+        if bytes(site_id) == conn_state(conn).site_id:
+            ordinal = 0  # this site
+        else:
+            row = conn.execute(
+                "SELECT ordinal FROM crsql_site_id WHERE site_id = ?", (bytes(site_id),)
+            ).fetchone()
+            if row is None:
+                return None
+            ordinal = row[0]
         clauses.append("c.site_id = ?")
-        params.append(row[0])
+        params.append(ordinal)
     for column, low, high in ranges:
         if low is not None:
             clauses.append(f"c.{column} >= ?")

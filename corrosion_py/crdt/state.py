@@ -152,6 +152,10 @@ def local_version(conn: sqlite3.Connection, site: bytes) -> int:
 
 
 _states: dict[int, ConnState] = {}
+# Connections verified recently, held strongly so their ids cannot be reused while listed: a hit
+# here is the same object, so the check query can be skipped. Bounded; oldest evicted first.
+_recent: dict[int, sqlite3.Connection] = {}
+_RECENT_MAX = 16
 
 
 def _owned(conn: sqlite3.Connection, st: ConnState) -> bool:
@@ -236,7 +240,8 @@ def upgrade_triggers(conn: sqlite3.Connection) -> None:
 def conn_state(conn: sqlite3.Connection) -> ConnState:
     """The engine state of this connection, creating tables and registering functions once."""
     st = _states.get(id(conn))
-    if st is not None and _owned(conn, st):
+    if st is not None and (_recent.get(id(conn)) is conn or _owned(conn, st)):
+        _remember(conn)
         return st
     site = ensure_engine_tables(conn)
     st = ConnState(uid=next(_uids), site_id=site)
@@ -250,4 +255,12 @@ def conn_state(conn: sqlite3.Connection) -> ConnState:
     conn.create_function("crsql_internal_pack", -1, pkmod.pack_columns, deterministic=True)
     upgrade_triggers(conn)
     _states[id(conn)] = st
+    _remember(conn)
     return st
+
+
+def _remember(conn: sqlite3.Connection) -> None:
+    if id(conn) not in _recent:
+        if len(_recent) >= _RECENT_MAX:
+            del _recent[next(iter(_recent))]
+        _recent[id(conn)] = conn

@@ -60,6 +60,7 @@ def write_scope(conn: sqlite3.Connection, st: ConnState, *, sync: bool) -> Itera
             conn.execute("RELEASE crdt_scope")
         st.ordinals.clear()
         st.sites.clear()
+        st.schema_version = -1  # a rolled-back DDL moves PRAGMA schema_version back: re-read
         if nested:
             st.pending, st.seq = saved
         else:

@@ -35,7 +35,6 @@ from typing import Literal
 import attrs
 
 from corrosion_py import crdt
-from corrosion_py.crdt.state import conn_state
 from corrosion_py.errors import CorrosionError
 
 __all__ = ["SchemaError", "SchemaResult", "SchemaStatement", "apply_schema", "load_schema"]
@@ -706,7 +705,7 @@ def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         else:
             conn.execute("ROLLBACK TO corro_schema")
             conn.execute("RELEASE corro_schema")
-        conn_state(conn).schema_version = -1
+        crdt.refresh(conn)
         raise
     conn.execute("COMMIT" if own else "RELEASE corro_schema")
 

@@ -49,6 +49,9 @@ STORE_SCHEMA = [
 ]
 
 
+MAX_GROUP = 256  # local transactions per group commit
+
+
 @attrs.frozen
 class TxResult:
     """A committed local transaction: rows affected per statement, its version (None when it
@@ -58,6 +61,14 @@ class TxResult:
     version: int | None
     changeset: Changeset | None
     elapsed: float
+
+
+@attrs.define
+class _TxRequest:
+    statements: Sequence[Statement]
+    result: TxResult | None = None
+    error: BaseException | None = None
+    done: bool = False
 
 
 def _split(stmt: Statement) -> tuple[str, Params]:
@@ -103,6 +114,8 @@ class Store:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self.write_limiter = trio.CapacityLimiter(1)
+        self._tx_queue: list[_TxRequest] = []  # bounded by the number of waiting callers
+        self._flush_lock = trio.Lock()
         self.read_limiter = trio.CapacityLimiter(readers)
         self.quarantined_total = 0
         self.batch_cost = 2_000  # column changes per apply transaction, adapted per batch
@@ -187,36 +200,83 @@ class Store:
     # -- local writes -------------------------------------------------------------------------
     def transaction_sync(self, statements: Sequence[Statement]) -> TxResult:
         """Run statements atomically as one version of this actor."""
-        started = time.perf_counter()
-        conn = self._writer
-        with self._write_lock:
-            ts = self.hlc.now(time.time_ns())
-            affected: list[int] = []
-            with crdt.transaction(conn) as tx:
-                for index, stmt in enumerate(statements):
-                    sql, params = _split(stmt)
-                    try:
-                        affected.append(conn.execute(sql, params).rowcount)
-                    except (sqlite3.Error, ValueError, OverflowError) as exc:
-                        raise StatementError(index, sql, str(exc)) from exc
-            changeset = None
-            if tx.version is not None:
-                changes = crdt.changes(
-                    conn, site_id=self.actor_id, min_version=tx.version, max_version=tx.version
-                )
-                last_seq = max((c.seq for c in changes), default=0)
-                changeset = Changeset(
-                    self.actor_id, tx.version, tuple(changes), (0, last_seq), last_seq, ts
-                )
-                self.bookie.setdefault(self.actor_id, BookedVersions()).record(
-                    tx.version, tx.version
-                )
-        return TxResult(affected, tx.version, changeset, time.perf_counter() - started)
+        request = _TxRequest(statements)
+        self._run_group([request])
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
 
     async def transaction(self, statements: Sequence[Statement]) -> TxResult:
-        return await trio.to_thread.run_sync(
-            self.transaction_sync, statements, limiter=self.write_limiter
-        )
+        """`transaction_sync` for trio code, with group commit: transactions submitted while
+        another group is being written go together in the next SQLite transaction (each still
+        its own version, in a savepoint of its own), so concurrent writers share one commit."""
+        request = _TxRequest(statements)
+        self._tx_queue.append(request)
+        async with self._flush_lock:  # FIFO: one group at a time
+            if not request.done:
+                group = self._tx_queue[:MAX_GROUP]
+                del self._tx_queue[:MAX_GROUP]
+                try:
+                    await trio.to_thread.run_sync(
+                        self._run_group, group, limiter=self.write_limiter
+                    )
+                finally:
+                    # cancelled before the thread ran: give the group back to the next flusher
+                    self._tx_queue[:0] = [r for r in group if not r.done]
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _run_group(self, group: Sequence[_TxRequest]) -> None:
+        """One SQLite transaction for a group of local transactions (on a worker thread)."""
+        conn = self._writer
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for request in group:
+                    try:
+                        request.result = self._run_one(request.statements)
+                    except StatementError as exc:
+                        request.error = exc
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for request in group:
+                    request.result, request.error = None, exc
+                    request.done = True
+                raise
+            booked = self.bookie.setdefault(self.actor_id, BookedVersions())
+            for request in group:
+                request.done = True
+                if request.result is not None and request.result.version is not None:
+                    booked.record(request.result.version, request.result.version)
+
+    def _run_one(self, statements: Sequence[Statement]) -> TxResult:
+        """One local transaction inside the group's SQLite transaction (a savepoint)."""
+        started = time.perf_counter()
+        conn = self._writer
+        ts = self.hlc.now(time.time_ns())
+        affected: list[int] = []
+        with crdt.transaction(conn) as tx:
+            for index, stmt in enumerate(statements):
+                sql, params = _split(stmt)
+                try:
+                    affected.append(conn.execute(sql, params).rowcount)
+                except (sqlite3.Error, ValueError, OverflowError) as exc:
+                    raise StatementError(index, sql, str(exc)) from exc
+        changeset = None
+        if tx.version is not None:
+            changes = crdt.changes(
+                conn, site_id=self.actor_id, min_version=tx.version, max_version=tx.version
+            )
+            last_seq = max((c.seq for c in changes), default=0)
+            changeset = Changeset(
+                self.actor_id, tx.version, tuple(changes), (0, last_seq), last_seq, ts
+            )
+        return TxResult(affected, tx.version, changeset, time.perf_counter() - started)
 
     def pieces(self, changeset: Changeset, budget: int | None = None) -> Iterator[Changeset]:
         """A changeset cut into pieces that each fit ``budget`` bytes encoded."""
