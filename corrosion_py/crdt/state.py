@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import attrs
 
@@ -174,6 +176,22 @@ def has_engine_tables(conn: sqlite3.Connection) -> bool:
     )
 
 
+@contextmanager
+def setup_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """The engine's own setup writes: a transaction of their own, or inside the caller's."""
+    own_tx = not conn.in_transaction
+    if own_tx:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if own_tx:
+            conn.execute("ROLLBACK")
+        raise
+    if own_tx:
+        conn.execute("COMMIT")
+
+
 def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
     """Create the engine's tables if missing; return the persisted local site id."""
     row = None
@@ -181,10 +199,7 @@ def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
         row = conn.execute("SELECT site_id FROM crsql_site_id WHERE ordinal = 0").fetchone()
     if row is not None:
         return bytes(row[0])
-    own_tx = not conn.in_transaction
-    if own_tx:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with setup_transaction(conn):
         for ddl in ENGINE_DDL:
             conn.execute(ddl)
         row = conn.execute("SELECT site_id FROM crsql_site_id WHERE ordinal = 0").fetchone()
@@ -200,12 +215,6 @@ def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
             "INSERT OR IGNORE INTO crsql_db_versions (site_id, db_version) VALUES (?, 0)",
             (site,),
         )
-    except BaseException:
-        if own_tx:
-            conn.execute("ROLLBACK")
-        raise
-    if own_tx:
-        conn.execute("COMMIT")
     return site
 
 
@@ -217,10 +226,7 @@ def upgrade_triggers(conn: sqlite3.Connection) -> None:
     row = conn.execute("SELECT value FROM crsql_master WHERE key = ?", (_TRIGGERS_KEY,)).fetchone()
     if row is not None and row[0] == TRIGGERS_VERSION:
         return
-    own_tx = not conn.in_transaction
-    if own_tx:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with setup_transaction(conn):
         for table in crr_names(conn):
             for ddl in drop_triggers_ddl(table) + triggers_ddl(introspect(conn, table)):
                 conn.execute(ddl)
@@ -229,12 +235,6 @@ def upgrade_triggers(conn: sqlite3.Connection) -> None:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (_TRIGGERS_KEY, TRIGGERS_VERSION),
         )
-    except BaseException:
-        if own_tx:
-            conn.execute("ROLLBACK")
-        raise
-    if own_tx:
-        conn.execute("COMMIT")
 
 
 def conn_state(conn: sqlite3.Connection) -> ConnState:

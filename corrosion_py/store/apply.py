@@ -155,14 +155,23 @@ class Applier:
         booked.record(start, end)
         self.result.cleared.append((item.actor_id, (start, end)))
 
-    def _complete(self, item: Changeset) -> None:
-        key = (item.actor_id, item.version)
-        if key in self.scheduled or self.booked(item.actor_id).knows(item.version):
+    def _admit(self, item: Changeset, known: bool) -> bool:
+        """Whether to take the changeset: not known already, and its rows belong to it."""
+        if known or (item.actor_id, item.version) in self.scheduled:
             self.result.skipped += 1
-            return
+            return False
         reason = _inconsistency(item)
         if reason is not None:
-            self._quarantine(_Pending(*key, item.changes, item.last_seq, item.ts, False), reason)
+            pending = _Pending(
+                item.actor_id, item.version, item.changes, item.last_seq, item.ts, False
+            )
+            self._quarantine(pending, reason)
+            return False
+        return True
+
+    def _complete(self, item: Changeset) -> None:
+        key = (item.actor_id, item.version)
+        if not self._admit(item, self.booked(item.actor_id).knows(item.version)):
             return
         self.scheduled.add(key)
         self.pending.append(_Pending(*key, item.changes, item.last_seq, item.ts, False))
@@ -170,12 +179,7 @@ class Applier:
     def _piece(self, item: Changeset) -> None:
         key = (item.actor_id, item.version)
         booked = self.booked(item.actor_id)
-        if key in self.scheduled or booked.knows_seqs(item.version, item.seqs):
-            self.result.skipped += 1
-            return
-        reason = _inconsistency(item)
-        if reason is not None:
-            self._quarantine(_Pending(*key, item.changes, item.last_seq, item.ts, False), reason)
+        if not self._admit(item, booked.knows_seqs(item.version, item.seqs)):
             return
         self.conn.executemany(
             'INSERT OR IGNORE INTO __corro_buffered_changes ("table", pk, cid, val, col_version, '
