@@ -1,0 +1,1 @@
+"""trio transports: the UDP endpoint shared by membership and broadcast, with fault injection."""

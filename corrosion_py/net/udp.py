@@ -1,0 +1,133 @@
+"""The node's one UDP socket: membership packets and changeset broadcasts share it (the message
+kind is in each packet's envelope), with fault injection on the sending side.
+
+Every queue is bounded: inbound datagrams wait in a memory channel of `queue_size`; when it is
+full the datagram is dropped and counted (gossip repeats and sync repairs what is lost). Datagrams
+larger than `max_datagram` are refused on send and dropped on receive, and counted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from corrosion_py.net.faults import Addr, FaultPlan, deliveries
+
+MAX_DATAGRAM = 1_200  # payload bytes; fits an IPv4 path MTU of 1,280 with headers to spare
+
+
+@attrs.define
+class UdpStats:
+    sent: int = 0
+    received: int = 0
+    lost_by_fault: int = 0
+    duplicated_by_fault: int = 0
+    dropped_queue_full: int = 0
+    dropped_too_large: int = 0
+    send_errors: int = 0
+
+
+class UdpEndpoint:
+    """A bound UDP socket with a bounded inbound queue. Use `UdpEndpoint.open` in a nursery."""
+
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        nursery: trio.Nursery,
+        *,
+        faults: FaultPlan,
+        rng: random.Random,
+        queue_size: int,
+        max_datagram: int,
+    ) -> None:
+        self._sock = sock
+        self._nursery = nursery
+        self.faults = faults
+        self._rng = rng
+        self.max_datagram = max_datagram
+        self.stats = UdpStats()
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Addr, bytes]](queue_size)
+        host, port = sock.getsockname()[:2]
+        self.addr: Addr = (host, port)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        faults: FaultPlan | None = None,
+        seed: int | None = None,
+        queue_size: int = 1024,
+        max_datagram: int = MAX_DATAGRAM,
+    ) -> AsyncIterator[UdpEndpoint]:
+        """Bind, run the receive loop, and close everything when the block exits."""
+        with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+            await sock.bind((host, port))
+            async with trio.open_nursery() as nursery:
+                endpoint = cls(
+                    sock,
+                    nursery,
+                    faults=faults or FaultPlan(),
+                    rng=random.Random(seed),
+                    queue_size=queue_size,
+                    max_datagram=max_datagram,
+                )
+                nursery.start_soon(endpoint._receive_loop)
+                try:
+                    yield endpoint
+                finally:
+                    nursery.cancel_scope.cancel()
+
+    async def _receive_loop(self) -> None:
+        while True:
+            data, addr = await self._sock.recvfrom(65_536)
+            if len(data) > self.max_datagram:
+                self.stats.dropped_too_large += 1
+                continue
+            try:
+                self._inbox_send.send_nowait(((addr[0], addr[1]), data))
+            except trio.WouldBlock:
+                self.stats.dropped_queue_full += 1
+            else:
+                self.stats.received += 1
+
+    async def receive(self) -> tuple[Addr, bytes]:
+        """The next datagram: (sender address, payload)."""
+        return await self._inbox.receive()
+
+    async def send(self, addr: Addr, data: bytes) -> bool:
+        """Send one datagram (through the fault plan); False if it was refused as too large."""
+        if len(data) > self.max_datagram:
+            self.stats.dropped_too_large += 1
+            return False
+        if not self.faults.active:
+            await self._send_now(addr, data)
+            return True
+        copies = deliveries(self.faults, self._rng, self.addr, addr)
+        if not copies:
+            self.stats.lost_by_fault += 1
+        self.stats.duplicated_by_fault += max(0, len(copies) - 1)
+        for delay in copies:
+            if delay > 0:
+                self._nursery.start_soon(self._send_later, delay, addr, data)
+            else:
+                await self._send_now(addr, data)
+        return True
+
+    async def _send_later(self, delay: float, addr: Addr, data: bytes) -> None:
+        await trio.sleep(delay)
+        await self._send_now(addr, data)
+
+    async def _send_now(self, addr: Addr, data: bytes) -> None:
+        try:
+            await self._sock.sendto(data, addr)
+        except OSError:  # e.g. ECONNREFUSED from an earlier ICMP: UDP is best effort
+            self.stats.send_errors += 1
+        else:
+            self.stats.sent += 1
