@@ -23,12 +23,13 @@ import trio
 from corrosion_py import crdt
 from corrosion_py.crdt import Change
 from corrosion_py.errors import StatementError
-from corrosion_py.store import bookkeeping
+from corrosion_py.store import bookkeeping, members
 from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
 from corrosion_py.store.apply import Applier, ApplyResult, Item, take_quarantined
 from corrosion_py.store.bookkeeping import BookedVersions
 from corrosion_py.store.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
 from corrosion_py.store.hlc import HLC
+from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.schema import SchemaResult, apply_schema
 from corrosion_py.store.sync import Need, Server, compute_needs, sync_state
 from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD
@@ -43,7 +44,7 @@ STORE_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS __corro_state (key TEXT PRIMARY KEY NOT NULL, value ANY)",
     "CREATE TABLE IF NOT EXISTS __corro_members (actor_id BLOB PRIMARY KEY NOT NULL, "
     "address TEXT NOT NULL, state TEXT NOT NULL, incarnation INTEGER NOT NULL DEFAULT 0, "
-    "rtt_min INTEGER, updated_at INTEGER NOT NULL)",
+    "updated_at INTEGER NOT NULL)",
     *bookkeeping.SCHEMA,
     *APPLY_SCHEMA,
 ]
@@ -354,6 +355,23 @@ class Store:
                 "ORDER BY actor_id, version"
             )
         ]
+
+    # -- membership ---------------------------------------------------------------------------
+    def save_members_sync(self, records: Sequence[MemberRecord]) -> None:
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                members.save(self._writer, records)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    async def save_members(self, records: Sequence[MemberRecord]) -> None:
+        await trio.to_thread.run_sync(self.save_members_sync, records, limiter=self.write_limiter)
+
+    def load_members(self) -> list[MemberRecord]:
+        return members.load(self.reader())
 
     # -- sync ---------------------------------------------------------------------------------
     def sync_state(self) -> SyncState:

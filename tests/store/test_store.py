@@ -238,3 +238,22 @@ def test_large_versions_are_served_in_pages(open_store, monkeypatch) -> None:  #
     b.apply_sync(served)
     assert rows(b) == rows(a)
     assert not b.bookie[a.actor_id].partials and not b.bookie[a.actor_id].gaps
+
+
+def test_members_are_persisted(tmp_path: Path, open_store, schema: Path) -> None:  # type: ignore[no-untyped-def]
+    from corrosion_py.store.members import MemberRecord
+
+    a = open_store("a")
+    one = MemberRecord(b"\x01" * 16, "127.0.0.1:7001", "alive", 3, 10)
+    two = MemberRecord(b"\x02" * 16, "127.0.0.1:7002", "suspect", 1, 11)
+    a.save_members_sync([one, two])
+    a.save_members_sync([MemberRecord(b"\x02" * 16, "127.0.0.1:7002", "dead", 1, 12)])
+    a.close()
+    again = Store.open(tmp_path / "a.db", schema_paths=[schema])
+    try:
+        assert again.load_members() == [
+            one,
+            MemberRecord(b"\x02" * 16, "127.0.0.1:7002", "dead", 1, 12),
+        ]
+    finally:
+        again.close()
