@@ -8,7 +8,6 @@ trio CapacityLimiter, so trio code never blocks its event loop.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import sqlite3
 import threading
@@ -28,7 +27,7 @@ from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
 from corrosion_py.store.apply import Applier, ApplyResult, Item, take_quarantined
 from corrosion_py.store.bookkeeping import BookedVersions
 from corrosion_py.store.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
-from corrosion_py.store.hlc import HLC
+from corrosion_py.store.hlc import HLC, ClockDriftError
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.schema import SchemaResult, apply_schema
 from corrosion_py.store.sync import Need, Server, compute_needs, sync_state
@@ -119,6 +118,7 @@ class Store:
         self._flush_lock = trio.Lock()
         self.read_limiter = trio.CapacityLimiter(readers)
         self.quarantined_total = 0
+        self.clock_drift_rejections = 0
         self.batch_cost = 2_000  # column changes per apply transaction, adapted per batch
 
     @classmethod
@@ -300,8 +300,10 @@ class Store:
         now = time.time_ns()
         for item in items:
             if item.ts:
-                with contextlib.suppress(Exception):
+                try:
                     self.hlc.update(item.ts, now)
+                except ClockDriftError:  # a peer's bad clock is counted, never stops an apply
+                    self.clock_drift_rejections += 1
         batch: list[Item] = []
         cost = 0
         for item in items:
