@@ -6,9 +6,6 @@ record the figures in docs/benchmarks.md with the date and the machine.
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import random
 import sqlite3
 import sys
@@ -18,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+import common
 
 from corrosion_py import crdt
 
@@ -168,14 +166,7 @@ def bench_add_column(tmp: Path, n_rows: int) -> tuple[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    args = parser.parse_args()
-    scale = 10 if args.quick else 1
-    print(
-        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, {platform.machine()}"
-    )
+    scale = common.start(__doc__)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         n = 200_000 // scale

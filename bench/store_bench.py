@@ -7,9 +7,6 @@ figures in docs/benchmarks.md with the date and the machine.
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import random
 import sqlite3
 import subprocess
@@ -18,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import trio
 
 from corrosion_py import crdt
@@ -32,11 +30,12 @@ SCHEMA = (
 COLS = ("name", "region", "qty", "price", "blob")
 
 
-def remote_changesets(n: int, actor: bytes, seed: int = 1) -> list[Changeset]:
-    """n versions of a remote actor, each inserting one row: 5 column changes per changeset."""
-    rnd = random.Random(seed)
+def remote_changesets(n: int, actor: bytes, first: int = 1) -> list[Changeset]:
+    """n versions of a remote actor from ``first`` on, each inserting one row: 5 column changes
+    per changeset."""
+    rnd = random.Random(first)
     out = []
-    for v in range(1, n + 1):
+    for v in range(first, first + n):
         pk = pack_pk([v])
         vals = (f"name-{v}", rnd.choice(["ams", "ord"]), v % 1000, rnd.random(), rnd.randbytes(8))
         changes = tuple(
@@ -135,9 +134,8 @@ def bench_serve(tmp: Path, n: int) -> tuple[int, int, int, int]:
     (tmp / "schema.sql").write_text(SCHEMA)
     store = Store.open(tmp / "serve.db", schema_paths=[tmp / "schema.sql"])
     actor = bytes(range(1, 17))
-    for start in range(0, n, 20_000):
-        batch = remote_changesets(min(n, start + 20_000), actor)[start:]
-        store.apply_sync(batch)
+    for first in range(1, n + 1, 20_000):
+        store.apply_sync(remote_changesets(min(20_000, n + 1 - first), actor, first))
     store.close()
     Store.open(tmp / "peer.db", schema_paths=[tmp / "schema.sql"]).close()
     out = subprocess.run(
@@ -151,14 +149,7 @@ def bench_serve(tmp: Path, n: int) -> tuple[int, int, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    args = parser.parse_args()
-    scale = 10 if args.quick else 1
-    print(
-        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, {platform.machine()}"
-    )
+    scale = common.start(__doc__)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         n = 100_000 // scale
