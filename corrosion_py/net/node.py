@@ -1,0 +1,102 @@
+"""A membership-only node as its own OS process, for multi-process tests and trying SWIM out:
+
+    python -m corrosion_py.net.node [--join HOST:PORT ...] [--seed N] [--preset local|lan|wan]
+
+It prints one JSON line per event on stdout: first `{"event": "listening", "addr": ..., "actor":
+...}`, then `up`, `suspect`, `recovered`, `down`, `left`, `rejoined` with the member's actor id
+(hex) and the monotonic time in seconds. It stops on SIGINT/SIGTERM after a graceful leave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+
+import trio
+
+from corrosion_py.net.membership import Membership
+from corrosion_py.net.udp import UdpEndpoint
+from corrosion_py.swim import Swim
+from corrosion_py.swim.config import LAN, LOCAL, WAN
+from corrosion_py.swim.events import (
+    MemberDown,
+    MemberLeft,
+    MemberRecovered,
+    MemberRejoined,
+    MemberSuspect,
+    MemberUp,
+)
+
+PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
+NAMES = {
+    MemberUp: "up",
+    MemberSuspect: "suspect",
+    MemberRecovered: "recovered",
+    MemberDown: "down",
+    MemberLeft: "left",
+    MemberRejoined: "rejoined",
+}
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def emit(**fields: object) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with UdpEndpoint.open(args.host, args.port) as ep:
+        core = Swim(
+            actor_id=os.urandom(16),
+            addr=ep.addr,
+            cluster_id=args.cluster_id,
+            rng=random.Random(args.seed),
+            config=PRESETS[args.preset],
+        )
+        membership = Membership(core, ep)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(membership.run)
+            emit(event="listening", addr=f"{ep.addr[0]}:{ep.addr[1]}", actor=core.actor_id.hex())
+            await membership.join(args.join)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                nursery.start_soon(_report, membership)
+                async for _ in signals:
+                    await membership.leave()
+                    await trio.sleep(core.config.leave_timeout)
+                    nursery.cancel_scope.cancel()
+                    return
+
+
+async def _report(membership: Membership) -> None:
+    async for event in membership.events:
+        name = NAMES.get(type(event))
+        member = getattr(event, "member", None)
+        if name and member is not None:
+            emit(event=name, actor=member.actor_id.hex(), t=round(trio.current_time(), 4))
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--join", type=_addr, nargs="*", default=[], metavar="HOST:PORT")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--cluster-id", type=int, default=0)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="local")
+    trio.run(main, parser.parse_args())
+
+
+if __name__ == "__main__":
+    try:
+        run()
+    except KeyboardInterrupt:
+        sys.exit(130)
