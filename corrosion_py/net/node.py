@@ -1,6 +1,7 @@
 """A membership-only node as its own OS process, for multi-process tests and trying SWIM out:
 
     python -m corrosion_py.net.node [--join HOST:PORT ...] [--seed N] [--preset local|lan|wan]
+                                    [--loss P]
 
 It prints one JSON line per event on stdout: first `{"event": "listening", "addr": ..., "actor":
 ...}`, then `up`, `suspect`, `recovered`, `down`, `left`, `rejoined` with the member's actor id
@@ -18,6 +19,7 @@ import sys
 
 import trio
 
+from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.swim import Swim
@@ -54,7 +56,8 @@ def emit(**fields: object) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with UdpEndpoint.open(args.host, args.port) as ep:
+    faults = FaultPlan(loss=args.loss)
+    async with UdpEndpoint.open(args.host, args.port, faults=faults, seed=args.seed) as ep:
         core = Swim(
             actor_id=os.urandom(16),
             addr=ep.addr,
@@ -92,6 +95,7 @@ def run() -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--cluster-id", type=int, default=0)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="local")
+    parser.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped")
     trio.run(main, parser.parse_args())
 
 

@@ -1,0 +1,126 @@
+"""Membership nodes as OS processes (`python -m corrosion_py.net.node`), for tests, benchmarks
+and trying a cluster out by hand. Whoever starts them stops them: `local_cluster` kills its own
+processes by PID on exit, whatever happened inside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class NodeProcess:
+    """One node process and the JSON events it prints (each stamped with our monotonic time)."""
+
+    def __init__(
+        self, seed: int, join: list[str], preset: str = "local", loss: float = 0.0
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "corrosion_py.net.node",
+                "--seed",
+                str(seed),
+                "--preset",
+                preset,
+                "--loss",
+                str(loss),
+                "--join",
+                *join,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[dict[str, object]] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        hello = self.lines.get(timeout=60)
+        if hello.get("event") != "listening":
+            raise RuntimeError(f"node did not start: {hello}")
+        self.addr, self.actor = str(hello["addr"]), str(hello["actor"])
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            event["seen"] = time.monotonic()
+            self.lines.put(event)
+
+    def events(self, timeout: float) -> Iterator[dict[str, object]]:
+        """Events as they come, until ``timeout`` seconds have passed."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                yield self.lines.get(timeout=left)
+            except queue.Empty:
+                return
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used (Linux /proc)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.kill()
+        self.proc.wait(timeout=10)
+        self.reader.join(timeout=10)  # the pipe reached EOF
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+@contextmanager
+def local_cluster(n: int, preset: str = "local", loss: float = 0.0) -> Iterator[list[NodeProcess]]:
+    """n node processes on 127.0.0.1, all joining through the first; ``loss`` is the share of
+    datagrams each node's transport drops on send."""
+    nodes: list[NodeProcess] = []
+    try:
+        nodes.append(NodeProcess(0, [], preset, loss))
+        for seed in range(1, n):
+            nodes.append(NodeProcess(seed, [nodes[0].addr], preset, loss))
+        yield nodes
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def wait_converged(nodes: list[NodeProcess], timeout: float) -> float:
+    """Seconds until every node reported every other one up; raises TimeoutError."""
+    start = time.monotonic()
+    actors = {node.actor for node in nodes}
+    for node in nodes:
+        seen = {node.actor}
+        for event in node.events(max(0.0, timeout - (time.monotonic() - start))):
+            if event["event"] == "up":
+                seen.add(str(event["actor"]))
+            if seen == actors:
+                break
+        if seen != actors:
+            raise TimeoutError(f"{node.addr} saw {len(seen) - 1} of {len(actors) - 1} others")
+    return time.monotonic() - start
+
+
+def detection_delays(
+    survivors: list[NodeProcess], victim: str, killed_at: float, timeout: float
+) -> list[float]:
+    """Seconds from the kill until each survivor reported ``victim`` down (within ``timeout``)."""
+    delays = []
+    for node in survivors:
+        for event in node.events(max(0.0, timeout - (time.monotonic() - killed_at))):
+            if event["event"] == "down" and event["actor"] == victim:
+                delays.append(float(str(event["seen"])) - killed_at)
+                break
+    return delays
