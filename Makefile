@@ -29,6 +29,7 @@ lint: install
 bench: install
 	$(PY) bench/crdt_bench.py
 	$(PY) bench/store_bench.py
+	$(PY) bench/swim_udp_bench.py
 
 demo: install
 	$(PY) -m corrosion_py.demo
