@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint bench demo clean
+.PHONY: install test test-slow test-sim lint bench demo clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# The simulator at full size: not yet fast enough to be part of CI (see docs/benchmarks.md).
+test-sim: install
+	$(PY) -m pytest -q -m sim_large
 
 lint: install
 	$(PY) -m ruff check corrosion_py tests bench examples
