@@ -16,6 +16,8 @@ Rules (memberlist ``queue.go``, SWIM §4.1, tarantool issue 4253):
 
 from __future__ import annotations
 
+import bisect
+
 import attrs
 
 from corrosion_py.wire.swim import Rumour, rumour_size
@@ -30,12 +32,18 @@ class _Entry:
 
 
 class RumourQueue:
-    """Transmit-limited rumours, keyed by member actor id."""
+    """Transmit-limited rumours, keyed by member actor id.
+
+    Entries sit in buckets by transmit count, each bucket newest first, so `take` walks them in
+    order and stops once the packet is full instead of sorting the whole queue per packet.
+    """
 
     def __init__(self, max_size: int) -> None:
         self._max = max_size
         self._entries: dict[bytes, _Entry] = {}
+        self._buckets: dict[int, list[_Entry]] = {}  # transmits -> entries, newest first
         self._serial = 0
+        self._min_size = 1 << 30  # no entry is smaller: a budget below it fits nothing
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -45,28 +53,51 @@ class RumourQueue:
         entry = self._entries.get(rumour.node.actor_id)
         return entry is not None and entry.rumour == rumour
 
+    def _unlink(self, entry: _Entry) -> None:
+        bucket = self._buckets[entry.transmits]
+        bucket.remove(entry)
+        if not bucket:
+            del self._buckets[entry.transmits]
+        del self._entries[entry.rumour.node.actor_id]
+
+    def _link(self, entry: _Entry) -> None:
+        """Put an entry in its bucket, keeping the bucket newest first."""
+        bucket = self._buckets.setdefault(entry.transmits, [])
+        i = bisect.bisect_left(bucket, -entry.serial, key=lambda e: -e.serial)
+        bucket.insert(i, entry)
+        self._entries[entry.rumour.node.actor_id] = entry
+
     def push(self, rumour: Rumour) -> None:
         """Queue ``rumour``, replacing any queued rumour about the same member."""
         self._serial += 1
-        key = rumour.node.actor_id
-        self._entries.pop(key, None)
-        self._entries[key] = _Entry(rumour, rumour_size(rumour), self._serial)
+        old = self._entries.get(rumour.node.actor_id)
+        if old is not None:
+            self._unlink(old)
+        entry = _Entry(rumour, rumour_size(rumour), self._serial)
+        self._min_size = min(self._min_size, entry.size)
+        self._link(entry)
         if len(self._entries) > self._max:
-            worst = max(self._entries.values(), key=lambda e: (e.transmits, -e.serial))
-            del self._entries[worst.rumour.node.actor_id]
+            worst = self._buckets[max(self._buckets)][-1]  # most sent, then oldest
+            self._unlink(worst)
             self.dropped += 1
 
     def take(self, budget: int, limit: int, max_count: int) -> list[Rumour]:
         """Up to ``max_count`` rumours within ``budget`` bytes; each counts one transmission."""
-        taken: list[Rumour] = []
-        for entry in sorted(self._entries.values(), key=lambda e: (e.transmits, -e.serial)):
-            if len(taken) >= max_count:
-                break
-            if budget < entry.size:
+        taken: list[_Entry] = []
+        for transmits in sorted(self._buckets):
+            for entry in self._buckets[transmits]:
+                if len(taken) >= max_count or budget < self._min_size:
+                    break
+                if budget < entry.size:
+                    continue
+                budget -= entry.size
+                taken.append(entry)
+            else:
                 continue
-            budget -= entry.size
-            taken.append(entry.rumour)
+            break
+        for entry in taken:  # counted after the walk: each entry is considered once per take
+            self._unlink(entry)
             entry.transmits += 1
-            if entry.transmits >= limit:
-                del self._entries[entry.rumour.node.actor_id]
-        return taken
+            if entry.transmits < limit:
+                self._link(entry)
+        return [entry.rumour for entry in taken]
