@@ -5,19 +5,37 @@ The core is sans-IO (`corrosion_py.swim`); this module owns the I/O only: the mo
 (`trio.current_time`), one task per pending timer (the core ignores stale timer tokens, so none
 is ever cancelled), encoding and sending packets, and handing events to the application through
 a bounded channel (when nobody reads and it is full, events are dropped and counted: the member
-list itself is always available from `members()`).
+list itself is always available from `members()`), and push-pulls over TCP (net/pushpull.py):
+at most ``MAX_PUSH_PULLS`` run at once, further requests are skipped and counted (the core asks
+again at its next tick).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import trio
 
+from corrosion_py.net import pushpull
 from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.swim import Swim
-from corrosion_py.swim.events import Effect, Event, MemberInfo, Notify, Send, SetTimer, Timer
-from corrosion_py.wire.swim import Addr, encode_packet
+from corrosion_py.swim.events import (
+    Effect,
+    Event,
+    MemberInfo,
+    Notify,
+    PushPull,
+    Send,
+    SetTimer,
+    Timer,
+)
+from corrosion_py.wire.errors import FrameTooLarge
+from corrosion_py.wire.framing import FrameReader
+from corrosion_py.wire.swim import Addr, Rumour, encode_packet
+
+MAX_PUSH_PULLS = 4
+FIRST_FRAME_TIMEOUT = 5.0
 
 
 class Membership:
@@ -28,6 +46,9 @@ class Membership:
         self.endpoint = endpoint
         self._events_send, self.events = trio.open_memory_channel[Event](events_size)
         self.events_dropped = 0
+        self.push_pull_stats: Counter[str] = Counter()
+        """Push-pulls by outcome: ok, failed (with the error kind), skipped, served."""
+        self._push_pulls = 0
         self._nursery: trio.Nursery | None = None
 
     def members(self) -> list[MemberInfo]:
@@ -62,6 +83,56 @@ class Membership:
                     self._events_send.send_nowait(effect.event)
                 except trio.WouldBlock:
                     self.events_dropped += 1
+            elif isinstance(effect, PushPull):
+                assert self._nursery is not None, "run() must be started first"
+                if self._push_pulls >= MAX_PUSH_PULLS:
+                    self.push_pull_stats["skipped"] += 1
+                else:
+                    self._push_pulls += 1
+                    self._nursery.start_soon(self._push_pull, effect.addr)
+
+    async def merge(self, addr: Addr, members: Sequence[Rumour]) -> None:
+        """Hand a peer's full member list to the core (either side of a push-pull)."""
+        await self._carry_out(self.core.handle_push_pull(trio.current_time(), addr, members))
+
+    async def serve_push_pull(
+        self, stream: trio.abc.Stream, reader: FrameReader, pending: list[bytes], peer: Addr
+    ) -> None:
+        """Answer a push-pull whose first frames a TCP dispatcher already read."""
+        try:
+            await pushpull.serve(stream, reader, pending, self.core, self.merge, peer)
+            self.push_pull_stats["served"] += 1
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, pushpull.PushPullError,
+                FrameTooLarge) as e:  # fmt: skip
+            self.push_pull_stats[f"serve_failed_{type(e).__name__}"] += 1
+
+    async def serve_tcp_stream(self, stream: trio.SocketStream) -> None:
+        """A TCP handler (for ``trio.serve_tcp``) for a node whose port serves push-pull only."""
+        async with stream:
+            reader = FrameReader(pushpull.MAX_FRAME)
+            pending: list[bytes] = []
+            try:
+                with trio.fail_after(FIRST_FRAME_TIMEOUT):
+                    while not pending:
+                        data = await stream.receive_some(pushpull.MAX_FRAME)
+                        if not data:
+                            return
+                        pending = reader.feed(bytes(data))
+            except (trio.TooSlowError, trio.BrokenResourceError, OSError, FrameTooLarge):
+                self.push_pull_stats["serve_failed_first_frame"] += 1
+                return
+            host, port = stream.socket.getpeername()[:2]
+            await self.serve_push_pull(stream, reader, pending, (host, port))
+
+    async def _push_pull(self, addr: Addr) -> None:
+        try:
+            await pushpull.request(addr, self.core, self.merge)
+            self.push_pull_stats["ok"] += 1
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, pushpull.PushPullError,
+                FrameTooLarge) as e:  # fmt: skip
+            self.push_pull_stats[f"failed_{type(e).__name__}"] += 1
+        finally:
+            self._push_pulls -= 1
 
     async def _timer(self, delay: float, token: Timer) -> None:
         await trio.sleep(delay)

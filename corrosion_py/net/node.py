@@ -3,6 +3,7 @@
     python -m corrosion_py.net.node [--join HOST:PORT ...] [--seed N] [--preset local|lan|wan]
                                     [--loss P]
 
+The gossip port is UDP (SWIM datagrams) and TCP on the same number (push-pull of member lists).
 It prints one JSON line per event on stdout: first `{"event": "listening", "addr": ..., "actor":
 ...}`, then `up`, `suspect`, `recovered`, `down`, `left`, `rejoined` with the member's actor id
 (hex) and the monotonic time in seconds. It stops on SIGINT/SIGTERM after a graceful leave.
@@ -21,7 +22,7 @@ import trio
 
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
-from corrosion_py.net.udp import UdpEndpoint
+from corrosion_py.net.udp import open_gossip_port
 from corrosion_py.swim import Swim
 from corrosion_py.swim.config import LAN, LOCAL, WAN
 from corrosion_py.swim.events import (
@@ -57,7 +58,10 @@ def emit(**fields: object) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     faults = FaultPlan(loss=args.loss)
-    async with UdpEndpoint.open(args.host, args.port, faults=faults, seed=args.seed) as ep:
+    async with open_gossip_port(args.host, args.port, faults=faults, seed=args.seed) as (
+        ep,
+        listeners,
+    ):
         core = Swim(
             actor_id=os.urandom(16),
             addr=ep.addr,
@@ -68,6 +72,7 @@ async def main(args: argparse.Namespace) -> None:
         membership = Membership(core, ep)
         async with trio.open_nursery() as nursery:
             await nursery.start(membership.run)
+            nursery.start_soon(trio.serve_listeners, membership.serve_tcp_stream, listeners)
             emit(event="listening", addr=f"{ep.addr[0]}:{ep.addr[1]}", actor=core.actor_id.hex())
             await membership.join(args.join)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

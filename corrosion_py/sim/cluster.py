@@ -9,11 +9,11 @@ Why it is built this way:
 - **Lean hot path.** A datagram is encoded once (for its size and the hash) and the packet
   object itself is delivered to ``handle_datagram``: the encoding is canonical, so decoding it
   again would rebuild an equal object and only cost time. Effects are dispatched by type.
-- **The host's part.** The core has no push-pull, so after a partition each side holds the
-  other dead and nobody would talk across again. Like foca's periodic announce to down members,
-  the simulated host asks one random member it holds dead for the member list every
-  ``reconnect_interval`` (``join(now, [addr])``); the Feed turns dead into suspect and
-  refutations follow (reference/swim.md §6.2 S5).
+- **Push-pull.** The core's ``PushPull`` effect is a stream exchange: it reaches the peer after
+  one link delay if both directions are connected and the peer runs (streams retransmit, so
+  loss only delays them: modelled as lossless), the peer merges it and answers with its own
+  list, which arrives one link delay later if the requester still runs. Otherwise the exchange
+  fails silently, like a refused connection.
 - **Crashes and restarts.** A crash removes the core; its pending timers die with its
   generation, datagrams to it are dropped on arrival. A restart is a fresh core with the same
   actor id and address, an incarnation one above the old core's, joining through live nodes.
@@ -36,6 +36,7 @@ from corrosion_py.swim import (
     Event,
     MemberState,
     Notify,
+    PushPull,
     Send,
     SetTimer,
     Swim,
@@ -71,14 +72,12 @@ class Simulation:
         seed: int,
         config: SwimConfig = LAN,
         link: Link | None = None,
-        reconnect_interval: float = 30.0,
     ) -> None:
         if n < 2:
             raise ValueError("a simulation needs at least 2 nodes")
         self.n = n
         self.seed = seed
         self.config = config
-        self.reconnect_interval = reconnect_interval
         self.scheduler = Scheduler()
         self.network = Network(random.Random(f"{seed}/network"), link or Link())
         self.metrics = Metrics(n)
@@ -90,7 +89,6 @@ class Simulation:
         self.left: set[int] = set()
         self._generation = [0] * n
         self._index = {addr_of(i): i for i in range(n)}
-        self._host_rng = random.Random(f"{seed}/host")
         self._hash = hashlib.sha256()
 
     # -- views ----------------------------------------------------------------------------------
@@ -142,8 +140,6 @@ class Simulation:
         self.cores[i] = core
         self._record(i, "Start", i, self.incarnations[i])
         self._run(i, core.join(self.now, [addr_of(b) for b in bootstrap]))
-        first = self._host_rng.uniform(0, self.reconnect_interval)
-        self.scheduler.at(self.now + first, TIMER, self._reconnect, (i, self._generation[i]))
 
     def start_all(self) -> None:
         """Start every node with the full member list, as after a completed push-pull.
@@ -227,6 +223,8 @@ class Simulation:
                 at(now + e.delay, TIMER, self._fire, (i, self._generation[i], e.token))
             elif type(e) is Notify:
                 self._notify(i, e.event)
+            elif type(e) is PushPull:
+                self._push_pull(i, e)
 
     def _deliver(self, arg: tuple[int, Addr, Packet]) -> None:
         dst, src, packet = arg
@@ -240,16 +238,32 @@ class Simulation:
         if core is not None and generation == self._generation[i]:
             self._run(i, core.handle_timer(self.scheduler.now, token))
 
-    def _reconnect(self, arg: tuple[int, int]) -> None:
-        """Host policy: ask one member held dead for its member list (see module doc)."""
-        i, generation = arg
-        core = self.cores[i]
-        if core is None or generation != self._generation[i]:
+    def _push_pull(self, i: int, e: PushPull) -> None:
+        dst = self._index.get(e.addr)
+        net = self.network
+        self._record(i, "PushPull", _NO_MEMBER if dst is None else dst, len(e.members))
+        if dst is None or not (net.connected(i, dst) and net.connected(dst, i)):
             return
-        dead = [m.addr for m in core.members() if m.state is MemberState.DEAD]
-        if dead:
-            self._run(i, core.join(self.now, [self._host_rng.choice(dead)]))
-        self.scheduler.at(self.now + self.reconnect_interval, TIMER, self._reconnect, arg)
+        delay = net.default.delay
+        arg = (i, self._generation[i], dst, e.members)
+        self.scheduler.at(self.now + delay, DELIVERY, self._push_pull_serve, arg)
+
+    def _push_pull_serve(self, arg: tuple[int, int, int, tuple[Rumour, ...]]) -> None:
+        i, generation, dst, members = arg
+        core = self.cores[dst]
+        if core is None:
+            return
+        self._run(dst, core.handle_push_pull(self.now, addr_of(i), members))
+        answer = (i, generation, dst, core.push_pull_state())
+        self.scheduler.at(
+            self.now + self.network.default.delay, DELIVERY, self._push_pull_answer, answer
+        )
+
+    def _push_pull_answer(self, arg: tuple[int, int, int, tuple[Rumour, ...]]) -> None:
+        i, generation, dst, members = arg
+        core = self.cores[i]
+        if core is not None and generation == self._generation[i]:
+            self._run(i, core.handle_push_pull(self.now, addr_of(dst), members))
 
     def _notify(self, i: int, event: Event) -> None:
         name = type(event).__name__

@@ -78,7 +78,6 @@ def _simulation(p: Params, config: SwimConfig | None = None) -> Simulation:
         seed=p.seed,
         config=config or p.config,
         link=Link(loss=p.loss),
-        reconnect_interval=30.0,
     )
     sim.start_all()
     sim.run_until(p.warmup)
@@ -201,9 +200,9 @@ def _slow_arm(p: Params, config: SwimConfig) -> Simulation:
 
 
 def lifeguard_off(config: SwimConfig) -> SwimConfig:
-    """``config`` without the Lifeguard parts a config can switch off: local health (the
-    probe interval never stretches) and the dynamic suspicion timeout (always the minimum)."""
-    return attrs.evolve(config, awareness_max_multiplier=1, suspicion_max_timeout_mult=1)
+    """``config`` as plain SWIM: no local health, no dynamic suspicion timeout, no nacks, no
+    buddy (see ``SwimConfig.lifeguard``)."""
+    return attrs.evolve(config, lifeguard=False)
 
 
 def slow_node(p: Params) -> Report:
@@ -227,7 +226,7 @@ def slow_node(p: Params) -> Report:
         suspicion_ratio=ratio,
     )
     lines += [
-        "without local health and dynamic suspicion (same seed):",
+        "without Lifeguard (same seed):",
         f"false deaths: {m.false_deaths} ({m.false_deaths_slow} of slow nodes); "
         f"false suspicions: {m.false_suspicions}",
         f"false suspicions off/on: {ratio:.1f}x",

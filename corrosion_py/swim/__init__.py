@@ -5,7 +5,8 @@
     effects = swim.join(now, [("10.0.0.2", 7946)])        # or join(now, []) to found a cluster
     effects = swim.handle_bytes(now, src_addr, datagram)   # or handle_datagram with a Packet
     effects = swim.handle_timer(now, token)                # a token from an earlier SetTimer
-    for e in effects: Send -> encode_packet + sendto; SetTimer -> call back later; Notify -> app
+    for e in effects: Send -> encode_packet + sendto; SetTimer -> call back later; Notify -> app;
+        PushPull -> stream e.members to e.addr, then swim.handle_push_pull(now, addr, answer)
 
 Modules, one concern each (memberlist's layout): ``core`` (the protocol: probing, relays,
 join, leave, refutation, dissemination), ``members`` (states, precedence, probe order),
@@ -34,6 +35,9 @@ from corrosion_py.swim.events import (
     Notify,
     ProbeTick,
     ProbeTimeout,
+    PushPull,
+    PushPullTick,
+    ReconnectTick,
     RelayTimeout,
     RemoveDown,
     Send,
@@ -68,6 +72,9 @@ __all__ = [
     "Packet",
     "ProbeTick",
     "ProbeTimeout",
+    "PushPull",
+    "PushPullTick",
+    "ReconnectTick",
     "RelayTimeout",
     "RemoveDown",
     "Rumour",

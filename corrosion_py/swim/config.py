@@ -54,12 +54,30 @@ class SwimConfig:
     """Rumour queue bound; over it the most-sent, oldest rumour is dropped."""
     max_relays: int = 256
     """Ping-req relays in flight; further requests are dropped and counted."""
+    push_pull_interval: float = 30.0
+    """Full member-list exchange (push-pull) with one random alive member, over a stream."""
+    reconnect_interval: float = 30.0
+    """Push-pull with one random member held dead (serf's reconnect), so partitions heal."""
+    lifeguard: bool = True
+    """Lifeguard's additions: local health awareness, the dynamic suspicion timeout with
+    confirmations, nacks and the buddy system. Off gives plain SWIM (fixed suspicion timeout at
+    the minimum, no nacks, no buddy), kept to measure what Lifeguard buys on the same seeds."""
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:
             raise ValueError("probe_timeout must be positive and below probe_interval")
-        if min(self.gossip_interval, self.join_retry_interval, self.leave_timeout) <= 0:
-            raise ValueError("gossip_interval, join_retry_interval and leave_timeout must be > 0")
+        periods = (
+            self.gossip_interval,
+            self.join_retry_interval,
+            self.leave_timeout,
+            self.push_pull_interval,
+            self.reconnect_interval,
+        )
+        if min(periods) <= 0:
+            raise ValueError(
+                "gossip_interval, join_retry_interval, leave_timeout, push_pull_interval and "
+                "reconnect_interval must be > 0"
+            )
         if self.suspicion_mult < 1 or self.suspicion_max_timeout_mult < 1:
             raise ValueError("suspicion multipliers must be at least 1")
         if self.retransmit_mult < 1 or self.awareness_max_multiplier < 1:
@@ -77,7 +95,10 @@ class SwimConfig:
         return low, self.suspicion_max_timeout_mult * low
 
     def expected_confirmations(self, n: int) -> int:
-        """Lifeguard's K: suspicion_mult - 2, or 0 when the cluster is too small to reach it."""
+        """Lifeguard's K: suspicion_mult - 2, or 0 when the cluster is too small to reach it
+        (always 0 without Lifeguard: the timeout stays at its minimum)."""
+        if not self.lifeguard:
+            return 0
         k = self.suspicion_mult - 2
         return 0 if n - 2 < k else max(0, k)
 
@@ -96,6 +117,7 @@ WAN = attrs.evolve(
     gossip_nodes=4,
     gossip_to_the_dead_time=60.0,
     join_retry_interval=5.0,
+    push_pull_interval=60.0,
     leave_timeout=15.0,
 )
 LOCAL = attrs.evolve(
@@ -108,4 +130,6 @@ LOCAL = attrs.evolve(
     join_retry_interval=0.2,
     join_retry_max=2.0,
     leave_timeout=1.0,
+    push_pull_interval=5.0,
+    reconnect_interval=5.0,
 )

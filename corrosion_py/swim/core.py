@@ -34,6 +34,13 @@ Theory of operation:
   state: a remote dead becomes suspect here, so a live member gets the chance to refute. The
   bootstrap node puts the joiner's own record first, so a restarted node learns its old
   incarnation and comes back above it. ``join(now, [])`` starts a new cluster.
+- **Push-pull**: every push_pull_interval the node exchanges its full member list with one
+  random alive member, and every reconnect_interval with one random member it holds dead (serf's
+  reconnect: after a partition both sides hold each other dead, and gossip alone would never
+  cross again). Lists travel over a stream (the ``PushPull`` effect, carried out by the host);
+  the first Feed of a join is followed by one at once, since a Feed holds one packet's worth.
+- **Lifeguard off** (``config.lifeguard = False``): no awareness, no nacks, no buddy rumour,
+  suspicion timeout fixed at its minimum: plain SWIM, kept only to measure Lifeguard against.
 - **Leave**: ``leave(now)`` spreads a ``left`` rumour (which beats alive and suspect at the same
   incarnation), stops probing, and keeps answering and gossiping until that rumour is spent or
   leave_timeout passes, then reports ``LeaveComplete``. Others report MemberLeft, never down.
@@ -69,6 +76,9 @@ from corrosion_py.swim.events import (
     Notify,
     ProbeTick,
     ProbeTimeout,
+    PushPull,
+    PushPullTick,
+    ReconnectTick,
     RelayTimeout,
     RemoveDown,
     Send,
@@ -150,7 +160,7 @@ class Swim:
         self.incarnation = incarnation
         self.stats: Counter[str] = Counter()
         """Counters of dropped input and protocol facts (refutations, degraded timeouts...)."""
-        self.awareness = Awareness(config.awareness_max_multiplier)
+        self.awareness = Awareness(config.awareness_max_multiplier if config.lifeguard else 1)
         self._rng = rng
         self._members = MemberList()
         self._rumours = RumourQueue(config.max_rumours)
@@ -185,7 +195,7 @@ class Swim:
 
     def cluster_size(self) -> int:
         """Live members, this node included: the n of the scaling formulas."""
-        return 1 + len(self._members.live())
+        return 1 + self._members.live_count
 
     @property
     def joined(self) -> bool:
@@ -208,6 +218,8 @@ class Swim:
             self._rumours.push(self._self_rumour(ALIVE))
             self._timer(self._rng.uniform(0, self.config.probe_interval), ProbeTick())
             self._timer(self.config.gossip_interval, GossipTick())
+            self._timer(self._rng.uniform(0, self.config.push_pull_interval), PushPullTick())
+            self._timer(self._rng.uniform(0, self.config.reconnect_interval), ReconnectTick())
         self._bootstrap = tuple(a for a in addrs if a != self.node.addr)
         if self._bootstrap:
             self._joined = False
@@ -285,7 +297,7 @@ class Swim:
             self._probe_timeout(token.seq)
         elif isinstance(token, RelayTimeout):
             relay = self._relays.pop(token.seq, None)
-            if relay is not None:
+            if relay is not None and self.config.lifeguard:
                 self._send(relay.requester, Nack(relay.seq), None)
         elif isinstance(token, SuspectTimeout):
             self._suspect_timeout(now, token)
@@ -308,6 +320,27 @@ class Swim:
                 self._members.remove(token.actor_id)
         elif isinstance(token, LeaveDone):
             self._finish_leave()
+        elif isinstance(token, PushPullTick):
+            self._push_pull_with([m for m in self._members.live() if m.state is ALIVE])
+            self._timer(self.config.push_pull_interval, PushPullTick())
+        elif isinstance(token, ReconnectTick):
+            self._push_pull_with([m for m in self._members.all() if m.state is DEAD])
+            self._timer(self.config.reconnect_interval, ReconnectTick())
+        return self._flush()
+
+    def push_pull_state(self) -> tuple[Rumour, ...]:
+        """This node's full member list for a push-pull: itself first, then every member."""
+        own = self._self_rumour(LEFT if self._leaving else ALIVE)
+        return (own, *(m.rumour() for m in self._members.all()))
+
+    def handle_push_pull(self, now: float, addr: Addr, members: Sequence[Rumour]) -> list[Effect]:
+        """Merge a peer's full member list (either side of a push-pull). Merged like a Feed:
+        a remote dead becomes suspect here, so a live member gets the chance to refute."""
+        if self._done or not self._started:
+            self.stats["dropped_not_running"] += 1
+            return []
+        self.stats["push_pulls"] += 1
+        self._on_feed(now, addr, Feed(tuple(members)))
         return self._flush()
 
     # -- membership rules -----------------------------------------------------------------------
@@ -354,7 +387,8 @@ class Swim:
         old = m.state
         if r.state is ALIVE:
             m.node = r.node  # only the member itself moves its address, at a new incarnation
-        m.incarnation, m.state, m.source, m.state_change = r.incarnation, r.state, r.source, now
+        self._members.set_state(m, r.state)
+        m.incarnation, m.source, m.state_change = r.incarnation, r.source, now
         m.suspicion = None
         self._rumours.push(m.rumour())
         event: Event | None = None
@@ -501,6 +535,8 @@ class Swim:
         if not self._joined:
             self._joined = True
             self._notify(Joined(addr))
+            # A Feed fits one packet; the full list comes by push-pull at once.
+            self._out.append(PushPull(addr, self.push_pull_state()))
         for r in feed.members:
             self._apply(now, attrs.evolve(r, state=SUSPECT) if r.state is DEAD else r)
 
@@ -517,6 +553,11 @@ class Swim:
         for m in self._rng.sample(targets, min(self.config.gossip_nodes, len(targets))):
             self._send(m.node.addr, Gossip(), m)
 
+    def _push_pull_with(self, candidates: list[Member]) -> None:
+        if candidates and not self._leaving:
+            target = self._rng.choice(candidates)
+            self._out.append(PushPull(target.node.addr, self.push_pull_state()))
+
     def _finish_leave(self) -> None:
         if not self._done:
             self._done = True
@@ -529,7 +570,7 @@ class Swim:
         base = Packet(self.cluster_id, self.node, self.incarnation, body)
         budget = self.config.max_packet_size - packet_size(base) - RUMOURS_HEADER_SLACK
         rumours: list[Rumour] = []
-        if to is not None and to.state is not ALIVE:
+        if to is not None and to.state is not ALIVE and self.config.lifeguard:
             buddy = to.rumour()
             size = rumour_size(buddy)
             if size <= budget:

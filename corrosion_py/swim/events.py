@@ -9,6 +9,11 @@ A core method returns a list of effects, in order (foca's three outputs):
   that went stale meanwhile, so a host never cancels anything. A host that finds a datagram and a
   timer both due must hand over the datagram first, or it misreads an ack already received.
 - ``Notify(event)``: a membership event for the application.
+- ``PushPull(addr, members)``: open a stream to ``addr``, send ``members`` (this node's full
+  list), and hand the peer's answer to ``handle_push_pull``. The serving side calls
+  ``handle_push_pull`` with what it received *first*, then answers with ``push_pull_state()``,
+  so a member that learns it is held dead answers with its refutation. A host without streams
+  may drop the effect: UDP join and gossip still work, partitions just heal slower.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import TypeAlias
 
 import attrs
 
-from corrosion_py.wire.swim import Addr, MemberState, Packet
+from corrosion_py.wire.swim import Addr, MemberState, Packet, Rumour
 
 
 @attrs.frozen
@@ -156,6 +161,16 @@ class LeaveDone:
     """Stop lingering after a leave."""
 
 
+@attrs.frozen
+class PushPullTick:
+    """Exchange full member lists with one random alive member."""
+
+
+@attrs.frozen
+class ReconnectTick:
+    """Exchange full member lists with one random member held dead (partition healing)."""
+
+
 Timer: TypeAlias = (
     ProbeTick
     | ProbeTimeout
@@ -165,6 +180,8 @@ Timer: TypeAlias = (
     | JoinRetry
     | RemoveDown
     | LeaveDone
+    | PushPullTick
+    | ReconnectTick
 )
 
 
@@ -194,4 +211,12 @@ class Notify:
     event: Event
 
 
-Effect: TypeAlias = Send | SetTimer | Notify
+@attrs.frozen
+class PushPull:
+    """Exchange full member lists with ``addr`` over a stream (see the module doc)."""
+
+    addr: Addr
+    members: tuple[Rumour, ...]
+
+
+Effect: TypeAlias = Send | SetTimer | Notify | PushPull

@@ -92,6 +92,7 @@ class MemberList:
         self._members: dict[bytes, Member] = {}
         self._order: list[bytes] = []
         self._next = 0
+        self._live = 0
 
     def __len__(self) -> int:
         return len(self._members)
@@ -104,6 +105,11 @@ class MemberList:
         """Every listed member, in the order they were learned."""
         return list(self._members.values())
 
+    @property
+    def live_count(self) -> int:
+        """How many members are alive or suspect (kept up to date, read on every send)."""
+        return self._live
+
     def live(self) -> list[Member]:
         """Alive and suspect members, in the order they were learned."""
         return [m for m in self._members.values() if m.state in _LIVE]
@@ -111,11 +117,17 @@ class MemberList:
     def add(self, member: Member, rng: random.Random) -> None:
         """List a new member and give it a random place in the rest of this probe round."""
         self._members[member.node.actor_id] = member
+        self._live += member.state in _LIVE
         self._order.insert(rng.randint(self._next, len(self._order)), member.node.actor_id)
 
     def remove(self, actor_id: bytes) -> None:
         """Forget a member (the rotation skips it from now on)."""
-        del self._members[actor_id]
+        self._live -= self._members.pop(actor_id).state in _LIVE
+
+    def set_state(self, member: Member, state: MemberState) -> None:
+        """Move a listed member to ``state`` (every state change goes through here)."""
+        self._live += (state in _LIVE) - (member.state in _LIVE)
+        member.state = state
 
     def evictable(self) -> Member | None:
         """The down member that changed state longest ago, to make room for a new one."""

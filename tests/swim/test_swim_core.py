@@ -17,11 +17,15 @@ from corrosion_py.swim import (
     Notify,
     ProbeTick,
     ProbeTimeout,
+    PushPull,
+    PushPullTick,
+    ReconnectTick,
     RelayTimeout,
     Send,
     SetTimer,
     SuspectTimeout,
     Swim,
+    SwimConfig,
 )
 from corrosion_py.wire.swim import (
     Ack,
@@ -50,9 +54,15 @@ def pkt(i: int, body: Body, *rumours: Rumour, inc: int = 0, cluster: int = CLUST
     return Packet(cluster, node(i), inc, body, rumours)
 
 
-def core(peers: int = 0) -> Swim:
+def core(peers: int = 0, config: SwimConfig = LAN) -> Swim:
     """Node 0, started, knowing peers 1..peers (alive at incarnation 0)."""
-    s = Swim(actor_id=actor(ME), addr=addr(ME), cluster_id=CLUSTER_ID, rng=random.Random(0))
+    s = Swim(
+        actor_id=actor(ME),
+        addr=addr(ME),
+        cluster_id=CLUSTER_ID,
+        rng=random.Random(0),
+        config=config,
+    )
     s.join(0.0, [])
     for i in range(1, peers + 1):
         s.handle_datagram(0.0, addr(i), pkt(i, Gossip()))
@@ -287,3 +297,89 @@ def test_restart_learns_a_newer_alive_of_itself_and_moves_above_it() -> None:
     s = core(peers=1)
     s.handle_datagram(1.0, addr(1), pkt(1, Gossip(), Rumour(A, node(ME), 5, actor(ME))))
     assert s.incarnation == 6
+
+
+def push_pulls(effects: list[Effect]) -> list[PushPull]:
+    return [e for e in effects if isinstance(e, PushPull)]
+
+
+def test_push_pull_tick_sends_the_full_list_to_one_alive_member() -> None:
+    s = core(peers=4)
+    s.handle_datagram(1.0, addr(1), pkt(1, Gossip(), Rumour(D, node(2), 0, actor(1))))
+    for _ in range(20):
+        (pp,) = push_pulls(s.handle_timer(2.0, PushPullTick()))
+        assert pp.addr in (addr(1), addr(3), addr(4))  # never the dead one
+        assert pp.members[0] == Rumour(A, node(ME), 0, actor(ME))
+        assert {r.node.actor_id for r in pp.members} == {actor(i) for i in range(5)}
+
+
+def test_reconnect_tick_push_pulls_a_member_held_dead_and_heals() -> None:
+    """After a partition each side holds the other dead; gossip alone never crosses again."""
+    s = core(peers=2)
+    s.handle_datagram(1.0, addr(2), pkt(2, Gossip(), Rumour(D, node(1), 0, actor(2))))
+    (pp,) = push_pulls(s.handle_timer(2.0, ReconnectTick()))
+    assert pp.addr == addr(1)
+    # node 1 merged our list (it was held dead at 0), refuted, and answers with incarnation 1
+    answer = [Rumour(A, node(1), 1, actor(1)), Rumour(A, node(ME), 0, actor(ME))]
+    out = s.handle_push_pull(2.1, addr(1), answer)
+    assert events(out) == ["MemberRejoined"]
+    assert s.member(actor(1)).state is A  # type: ignore[union-attr]
+    assert push_pulls(core(peers=2).handle_timer(2.0, ReconnectTick())) == []  # nobody dead
+
+
+def test_push_pull_merge_refutes_and_turns_remote_dead_into_suspect() -> None:
+    s = core(peers=1)
+    out = s.handle_push_pull(
+        1.0, addr(1), [Rumour(D, node(ME), 0, actor(1)), Rumour(D, node(1), 0, actor(9))]
+    )
+    assert s.incarnation == 1  # held dead by the peer: refuted before answering
+    assert s.push_pull_state()[0] == Rumour(A, node(ME), 1, actor(ME))
+    assert s.member(actor(1)).state is S  # type: ignore[union-attr]
+    assert events(out) == ["MemberSuspect"]
+
+
+def test_first_feed_of_a_join_is_followed_by_a_push_pull() -> None:
+    s = Swim(actor_id=actor(ME), addr=addr(ME), cluster_id=CLUSTER_ID, rng=random.Random(0))
+    s.join(0.0, [addr(1)])
+    out = s.handle_datagram(0.1, addr(1), pkt(1, Feed((Rumour(A, node(1), 0, actor(1)),))))
+    assert events(out) == ["MemberUp", "Joined"]
+    (pp,) = push_pulls(out)
+    assert pp.addr == addr(1)
+    feed_again = s.handle_datagram(0.2, addr(1), pkt(1, Feed((Rumour(A, node(2), 0, actor(2)),))))
+    assert push_pulls(feed_again) == []
+
+
+def test_lifeguard_off_is_plain_swim() -> None:
+    off = attrs.evolve(LAN, lifeguard=False)
+    s = core(peers=5, config=off)
+    seq, _ = _probe(s, 1.0)
+    s.handle_timer(1.5, ProbeTimeout(seq))
+    s.handle_timer(2.0, ProbeTick())
+    assert s.awareness.score == 0  # no local health
+    s = core(peers=5, config=off)
+    (t,) = timers(_suspect(s, 10.0, 0, by=2), SuspectTimeout)
+    assert t.delay == pytest.approx(off.suspicion_timeouts(6)[0])  # fixed at the minimum
+    assert timers(_suspect(s, 11.0, 0, by=3), SuspectTimeout) == []  # confirmations change nothing
+    for _ in range(10):  # spend the queued rumours
+        s.handle_timer(12.0, GossipTick())
+    pings = []
+    for t in range(6):  # one probe round: node 1 (the suspect) is probed once
+        pings += [p for p in sends(s.handle_timer(13.0 + t, ProbeTick())) if p.addr == addr(1)]
+    (ping,) = pings
+    assert ping.packet.rumours == ()  # no buddy rumour: the suspect is not told
+    out = s.handle_datagram(20.0, addr(3), pkt(3, PingReq(5, node(4))))
+    (nack_timer,) = timers(out, RelayTimeout)
+    assert sends(s.handle_timer(20.4, nack_timer.token)) == []  # no nack
+
+
+def test_cluster_size_follows_every_state_change() -> None:
+    s = core(peers=4)
+    assert s.cluster_size() == 5
+    s.handle_datagram(1.0, addr(1), pkt(1, Gossip(), Rumour(S, node(2), 0, actor(1))))
+    assert s.cluster_size() == 5  # suspects still count
+    s.handle_datagram(1.0, addr(1), pkt(1, Gossip(), Rumour(D, node(2), 0, actor(1))))
+    s.handle_datagram(1.0, addr(1), pkt(1, Gossip(), Rumour(L, node(3), 0, actor(3))))
+    assert s.cluster_size() == 3
+    s.handle_datagram(1.0, addr(2), pkt(2, Gossip(), inc=1))
+    assert s.cluster_size() == 4
+    assert s.cluster_size() == 1 + sum(m.state in (A, S) for m in s.members())
