@@ -31,8 +31,8 @@ holding one envelope, ``wire.codec``)::
   reads requests into a small bounded channel, and the client awaits ``deliver`` before reading
   on, so a slow apply queue slows the server down instead of growing a buffer.
 - No SQLite transaction or lock is held across a network await: the bookkeeping snapshot and the
-  clock update run on a worker thread under the store's write limiter (which every async writer
-  holds while it changes the bookkeeping), then the result is sent.
+  clock update are in-memory, thread-safe store calls (``Store.bookie_snapshot``, ``HLC``) made
+  before the result is sent.
 
 Theory of operation of a client round (``sync_with``): connect and handshake with every peer in
 parallel; plan once with every state gathered (``plan_requests``: nothing is asked twice); then,
@@ -166,30 +166,20 @@ async def _read_first_frame(stream: trio.abc.Stream, max_frame: int) -> bytes:
     return await _read_exact(stream, size)
 
 
-# -- store access (worker thread, under the write limiter) --------------------------------------
+# -- store access (in memory and thread-safe: cheap enough for the event loop) ---------------
 
 
-async def _clock_now(store: Store) -> int:
-    return await trio.to_thread.run_sync(
-        lambda: store.hlc.now(time.time_ns()), limiter=store.write_limiter
-    )
+def _clock_now(store: Store) -> int:
+    return store.hlc.now(time.time_ns())
 
 
-async def _observe_clock(store: Store, ts: int) -> bool:
+def _observe_clock(store: Store, ts: int) -> bool:
     """Move our clock past a peer's; False when the peer's clock is too far ahead."""
-
-    def update() -> bool:
-        try:
-            store.hlc.update(ts, time.time_ns())
-        except ClockDriftError:
-            return False
-        return True
-
-    return await trio.to_thread.run_sync(update, limiter=store.write_limiter)
-
-
-async def _sync_state(store: Store) -> SyncState:
-    return await trio.to_thread.run_sync(store.sync_state, limiter=store.write_limiter)
+    try:
+        store.hlc.update(ts, time.time_ns())
+    except ClockDriftError:
+        return False
+    return True
 
 
 def _describe(exc: BaseException) -> str:
@@ -321,10 +311,10 @@ class SyncServer:
             return
         self.stats.active += 1
         try:
-            if not await _observe_clock(self.store, clock.ts):
+            if not _observe_clock(self.store, clock.ts):
                 self.stats.clock_drift += 1
-            state = await _sync_state(self.store)
-            ts = await _clock_now(self.store)
+            state = self.store.sync_state()
+            ts = _clock_now(self.store)
             await framed.send([state, SyncClock(ts)], self.send_timeout)
             self.stats.sessions += 1
             await self._answer(framed)
@@ -497,7 +487,7 @@ async def sync_with(
             ready = [c for c in clients if c.state is not None]
             order = list(range(len(ready)))
             rng.shuffle(order)
-            ours = await _sync_state(store)
+            ours = store.sync_state()
             theirs = {i: state for i in order if (state := ready[i].state) is not None}
             plan = plan_requests(ours, theirs)
             async with trio.open_nursery() as nursery:
@@ -537,7 +527,7 @@ async def _handshake(
     if stream is None:
         raise SyncSessionError(f"timed out after {connect_timeout:g} s connecting")
     client.framed = framed = _Framed(stream, cluster_id, max_frame)
-    ts = await _clock_now(store)
+    ts = _clock_now(store)
     await framed.send([SyncStart(store.actor_id), SyncClock(ts)], send_timeout)
     payload = await framed.receive_payload(handshake_timeout, "the peer's SyncState")
     if payload is None:
@@ -555,7 +545,7 @@ async def _handshake(
     clock = await framed.receive(handshake_timeout, "the peer's SyncClock")
     if not isinstance(clock, SyncClock):
         raise DecodeError(f"expected SyncClock, got {type(clock).__name__}")
-    client.report.clock_drift = not await _observe_clock(store, clock.ts)
+    client.report.clock_drift = not _observe_clock(store, clock.ts)
     client.report.actor_id = reply.actor_id
     return reply
 

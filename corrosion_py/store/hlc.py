@@ -1,11 +1,14 @@
 """Hybrid logical clock: timestamps that follow wall time but never go backwards, and that move
 past every timestamp seen from a peer, so changes can be ordered and lag measured.
 
-Sans-IO: the physical time is passed in (nanoseconds since the Unix epoch). Timestamps are NTP64
+Sans-IO: the physical time is passed in (nanoseconds since the Unix epoch). Thread-safe: the
+writer thread stamps local transactions while apply and sync threads move it past peers. Timestamps are NTP64
 (upper 32 bits seconds, lower 32 bits fraction), like Corrosion's uhlc, as unsigned 64-bit ints.
 """
 
 from __future__ import annotations
+
+import threading
 
 from corrosion_py.errors import CorrosionError
 
@@ -32,11 +35,13 @@ class HLC:
     def __init__(self, max_drift_ns: int = 300_000_000) -> None:
         self.max_drift = ntp64_from_ns(max_drift_ns)
         self.last = 0
+        self._lock = threading.Lock()
 
     def now(self, physical_ns: int) -> int:
         """A new timestamp, greater than every one given or seen so far."""
-        self.last = max(ntp64_from_ns(physical_ns), self.last + 1)
-        return self.last
+        with self._lock:
+            self.last = max(ntp64_from_ns(physical_ns), self.last + 1)
+            return self.last
 
     def update(self, remote: int, physical_ns: int) -> None:
         """Move past a peer's timestamp, unless it is implausibly far ahead of us."""
@@ -45,4 +50,5 @@ class HLC:
                 f"remote timestamp is {ns_from_ntp64(remote) - physical_ns} ns ahead "
                 f"(max drift {ns_from_ntp64(self.max_drift)} ns)"
             )
-        self.last = max(self.last, remote)
+        with self._lock:
+            self.last = max(self.last, remote)

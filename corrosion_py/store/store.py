@@ -110,6 +110,9 @@ class Store:
         self.hlc = HLC(max_drift_ns)
         self.chunk_budget = chunk_budget
         self.bookie: dict[bytes, BookedVersions] = bookkeeping.load(writer)
+        """Published bookkeeping per actor. Copy-on-write: an entry is never changed once
+        published, only replaced under ``_bookie_lock``; readers take ``bookie_snapshot()``."""
+        self._bookie_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -249,11 +252,14 @@ class Store:
                     request.result, request.error = None, exc
                     request.done = True
                 raise
-            booked = self.bookie.setdefault(self.actor_id, BookedVersions())
-            for request in group:
-                request.done = True
-                if request.result is not None and request.result.version is not None:
-                    booked.record(request.result.version, request.result.version)
+            with self._bookie_lock:
+                old = self.bookie.get(self.actor_id)
+                booked = old.copy() if old is not None else BookedVersions()
+                for request in group:
+                    request.done = True
+                    if request.result is not None and request.result.version is not None:
+                        booked.record(request.result.version, request.result.version)
+                self.bookie[self.actor_id] = booked
 
     def _run_one(self, statements: Sequence[Statement]) -> TxResult:
         """One local transaction inside the group's SQLite transaction (a savepoint)."""
@@ -325,13 +331,14 @@ class Store:
         with self._write_lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                applier = Applier(conn, self.actor_id, self.bookie)
+                applier = Applier(conn, self.actor_id, self.bookie_snapshot())
                 result = applier.apply(batch)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            self.bookie.update(applier.work)  # published only once committed
+            with self._bookie_lock:  # published only once committed
+                self.bookie.update(applier.work)
         self.quarantined_total += len(result.quarantined)
         elapsed = time.perf_counter() - started
         if elapsed > 0.2:
@@ -377,7 +384,13 @@ class Store:
 
     # -- sync ---------------------------------------------------------------------------------
     def sync_state(self) -> SyncState:
-        return sync_state(self.actor_id, self.bookie)
+        return sync_state(self.actor_id, self.bookie_snapshot())
+
+    def bookie_snapshot(self) -> dict[bytes, BookedVersions]:
+        """The published bookkeeping, safe to read from any thread (entries are immutable once
+        published)."""
+        with self._bookie_lock:
+            return dict(self.bookie)
 
     def needs_from(self, theirs: SyncState) -> dict[bytes, list[Need]]:
         return compute_needs(self.sync_state(), theirs)
@@ -390,7 +403,7 @@ class Store:
         its own snapshot, so memory and WAL retention stay bounded however much is served."""
         server = Server(
             conn or self.reader(),
-            {actor: b.copy() for actor, b in self.bookie.items()},
+            self.bookie_snapshot(),
             budget=SYNC_BUDGET,
             size_of=size_of_change,
             overhead=MAX_CHANGESET_OVERHEAD,
