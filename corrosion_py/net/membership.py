@@ -41,9 +41,19 @@ FIRST_FRAME_TIMEOUT = 5.0
 class Membership:
     """Runs one SWIM core on one UDP endpoint. Start `run` in a nursery (`nursery.start`)."""
 
-    def __init__(self, core: Swim, endpoint: UdpEndpoint, *, events_size: int = 1024) -> None:
+    def __init__(
+        self,
+        core: Swim,
+        endpoint: UdpEndpoint,
+        *,
+        events_size: int = 1024,
+        receive: bool = True,
+    ) -> None:
+        """``receive=False``: the owner of the endpoint reads it and routes SWIM datagrams to
+        ``handle_datagram`` (the agent shares the socket with changeset broadcast)."""
         self.core = core
         self.endpoint = endpoint
+        self._receive = receive
         self._events_send, self.events = trio.open_memory_channel[Event](events_size)
         self.events_dropped = 0
         self.push_pull_stats: Counter[str] = Counter()
@@ -59,9 +69,15 @@ class Membership:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
+            if not self._receive:
+                await trio.sleep_forever()
             while True:
                 addr, data = await self.endpoint.receive()
-                await self._carry_out(self.core.handle_bytes(trio.current_time(), addr, data))
+                await self.handle_datagram(addr, data)
+
+    async def handle_datagram(self, addr: Addr, data: bytes) -> None:
+        """Hand one SWIM datagram to the core."""
+        await self._carry_out(self.core.handle_bytes(trio.current_time(), addr, data))
 
     async def join(self, addrs: Sequence[Addr]) -> None:
         """Join through bootstrap addresses (none: found a new cluster); the core retries."""

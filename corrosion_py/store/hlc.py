@@ -1,9 +1,10 @@
 """Hybrid logical clock: timestamps that follow wall time but never go backwards, and that move
 past every timestamp seen from a peer, so changes can be ordered and lag measured.
 
-Sans-IO: the physical time is passed in (nanoseconds since the Unix epoch). Thread-safe: the
-writer thread stamps local transactions while apply and sync threads move it past peers. Timestamps are NTP64
+Sans-IO: the physical time is passed in (nanoseconds since the Unix epoch). Timestamps are NTP64
 (upper 32 bits seconds, lower 32 bits fraction), like Corrosion's uhlc, as unsigned 64-bit ints.
+Thread-safe: the writer thread stamps local transactions while apply and sync threads move the
+clock past peers' timestamps.
 """
 
 from __future__ import annotations

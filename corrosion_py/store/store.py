@@ -21,6 +21,7 @@ import trio
 
 from corrosion_py import crdt
 from corrosion_py.crdt import Change
+from corrosion_py.crdt.state import ENGINE_DDL, has_engine_tables
 from corrosion_py.errors import StatementError
 from corrosion_py.store import bookkeeping, members
 from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
@@ -91,6 +92,26 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _seed_site_id(conn: sqlite3.Connection, site_id: bytes) -> None:
+    """Store ``site_id`` as the local site id of a database the engine has not set up yet:
+    ``crdt.init`` then finds it and creates the rest around it (a set-up database keeps its
+    own id)."""
+    if has_engine_tables(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for ddl in ENGINE_DDL:
+            if "crsql_site_id (" in ddl:  # the site id table and its index
+                conn.execute(ddl)
+        conn.execute(
+            "INSERT OR IGNORE INTO crsql_site_id (site_id, ordinal) VALUES (?, 0)", (site_id,)
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class Store:
     """A node's database. Open with `Store.open`; close with `close` (or use as a context)."""
 
@@ -102,8 +123,12 @@ class Store:
         readers: int,
         max_drift_ns: int,
         chunk_budget: int,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.path = path
+        self.clock = clock
+        """Physical time in ns since the epoch, for HLC timestamps (a simulator passes its
+        virtual clock, so runs are reproducible)."""
         self._writer = writer
         self._write_lock = threading.Lock()
         self.actor_id = crdt.site_id(writer)
@@ -133,10 +158,22 @@ class Store:
         readers: int = 4,
         max_drift_ns: int = 300_000_000,
         chunk_budget: int = DEFAULT_BUDGET,
+        clock: Callable[[], int] = time.time_ns,
+        site_id: bytes | None = None,
     ) -> Store:
-        """Open (creating if needed) a store; apply the schema files when given."""
+        """Open (creating if needed) a store; apply the schema files when given.
+
+        ``clock`` gives physical time in ns since the epoch (HLC timestamps of local
+        transactions and of applies); ``site_id`` (16 bytes) is this node's actor id if the
+        database is created now, and is ignored when it exists already (its id is persisted).
+        Both exist so a simulator can make runs reproducible.
+        """
+        if site_id is not None and len(site_id) != 16:
+            raise ValueError("a site id is 16 bytes")
         path = Path(path)
         writer = connect(path)
+        if site_id is not None:
+            _seed_site_id(writer, site_id)
         crdt.init(writer)
         writer.execute("BEGIN IMMEDIATE")
         for ddl in STORE_SCHEMA:
@@ -148,6 +185,7 @@ class Store:
             readers=readers,
             max_drift_ns=max_drift_ns,
             chunk_budget=chunk_budget,
+            clock=clock,
         )
         if schema_paths:
             store.apply_schema_sync(schema_paths)
@@ -265,7 +303,7 @@ class Store:
         """One local transaction inside the group's SQLite transaction (a savepoint)."""
         started = time.perf_counter()
         conn = self._writer
-        ts = self.hlc.now(time.time_ns())
+        ts = self.hlc.now(self.clock())
         affected: list[int] = []
         with crdt.transaction(conn) as tx:
             for index, stmt in enumerate(statements):
@@ -303,7 +341,7 @@ class Store:
         """Apply remote changesets, in transactions of about `batch_cost` column changes each;
         the size adapts to keep one transaction around 100 ms."""
         result = ApplyResult()
-        now = time.time_ns()
+        now = self.clock()
         for item in items:
             if item.ts:
                 try:

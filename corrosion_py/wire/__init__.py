@@ -19,6 +19,7 @@ from corrosion_py.wire.codec import (
     decode_envelope,
     encode,
     encoded_change_size,
+    peek_tag,
 )
 from corrosion_py.wire.errors import (
     DecodeError,
@@ -88,4 +89,5 @@ __all__ = [
     "encode",
     "encoded_change_size",
     "frame",
+    "peek_tag",
 ]

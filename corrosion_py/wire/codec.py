@@ -201,6 +201,38 @@ def _envelope(item: Any, cluster_id: int | None) -> Envelope:
 # Exact sizes, for cutting changesets to a byte budget
 
 
+def peek_tag(data: bytes) -> int | None:
+    """The type tag of an encoded envelope, read from its first bytes without decoding the rest
+    (None when they do not start like an envelope). One UDP socket carries SWIM packets and
+    changesets; this routes a datagram to the decoder that owns its tag."""
+    if not data or data[0] >> 5 != 4:  # major type 4: an array
+        return None
+    pos = _skip_head(data, 0)
+    for _ in range(2):  # protocol version, cluster id
+        if pos is None or pos >= len(data) or data[pos] >> 5 != 0:
+            return None
+        pos = _skip_head(data, pos)
+    if pos is None or pos >= len(data) or data[pos] >> 5 != 0:
+        return None
+    info = data[pos] & 0x1F
+    if info < 24:
+        return info
+    if info == 24 and pos + 1 < len(data):
+        return data[pos + 1]
+    return None
+
+
+def _skip_head(data: bytes, pos: int) -> int | None:
+    """The position after the head (major type and argument) of the item at ``pos``."""
+    info = data[pos] & 0x1F
+    if info < 24:
+        return pos + 1
+    if info <= 27:
+        end = pos + 1 + (1 << (info - 24))
+        return end if end <= len(data) else None
+    return None
+
+
 def encoded_change_size(change: Change) -> int:
     """The exact number of bytes ``change`` adds to an encoded changeset (its 9-item array)."""
     try:

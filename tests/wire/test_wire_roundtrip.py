@@ -156,3 +156,16 @@ def test_errors_are_corrosion_errors() -> None:
     for cls in (wire.UnknownMessageError, wire.WrongClusterError, wire.FrameTooLarge):
         assert issubclass(cls, wire.DecodeError)
     assert not issubclass(wire.EncodeError, wire.DecodeError)
+
+
+def test_peek_tag_routes_replication_messages_and_swim_packets() -> None:
+    from corrosion_py.wire import EmptyChangeset, encode, peek_tag
+    from corrosion_py.wire.swim import SWIM_TAGS, Gossip, NodeId, Packet, encode_packet
+
+    for cluster in (0, 23, 24, 255, 256, 65535):
+        data = encode(EmptyChangeset(b"a" * 16, (1, 2), 0), cluster_id=cluster)
+        assert peek_tag(data) == 2
+        swim = encode_packet(Packet(cluster, NodeId(b"b" * 16, ("h", 1)), 0, Gossip()))
+        assert peek_tag(swim) in SWIM_TAGS
+    for junk in (b"", b"\x00", b"\x83", b"\x83\x01", b"\x83\x01\x19\x01", b"\xa1\x01\x02", b"\x9f"):
+        assert peek_tag(junk) is None

@@ -1,0 +1,285 @@
+"""The agent: one store, one SWIM member, broadcast, sync and the apply queue in one nursery.
+
+    async with Agent.open(AgentConfig(db_path="node.db", schema_paths=["schema.sql"],
+                                      bootstrap=[("10.0.0.2", 7878)])) as agent:
+        result = await agent.transaction(["INSERT INTO machines (id, app) VALUES (1, 'web')"])
+        rows = await agent.store.query("SELECT * FROM machines")
+
+Rules:
+
+- **One port.** The gossip address is UDP (SWIM packets and changeset broadcasts, routed by
+  their tag) and TCP on the same number (anti-entropy sync and SWIM push-pull, routed by the
+  first frame).
+- **Identity survives restarts.** The actor id is the database's site id. The member list is
+  saved in the store (every ``save_members_interval`` and at shutdown) together with this
+  node's own incarnation; a restart comes back one incarnation higher and tries the saved
+  members as bootstrap addresses besides the configured ones. Bookkeeping is the store's, so
+  sync resumes exactly where it stopped.
+- **Writes** commit locally (``Store.transaction``), then their changeset is broadcast at once;
+  the call returns after the commit and the first sends, never waiting for peers.
+- **Shutdown** is a cancellation (the caller's, or SIGTERM in the runner): shielded and
+  bounded by ``shutdown_timeout``, the agent announces its leave and lingers until it is spread,
+  applies what is already queued, saves the member list, then closes the database.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from corrosion_py.agent.apply_queue import ApplyQueue
+from corrosion_py.agent.gossiper import Gossiper
+from corrosion_py.agent.syncer import Syncer
+from corrosion_py.gossip import BroadcastConfig, Broadcaster, Peer
+from corrosion_py.net.faults import FaultPlan
+from corrosion_py.net.membership import Membership
+from corrosion_py.net.sync import SyncServer
+from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
+from corrosion_py.store.members import MemberRecord
+from corrosion_py.store.store import Statement, Store, TxResult
+from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
+from corrosion_py.wire import peek_tag
+from corrosion_py.wire.framing import FrameReader
+from corrosion_py.wire.swim import SWIM_TAGS, Addr
+
+_STATES = {
+    MemberState.ALIVE: "alive",
+    MemberState.SUSPECT: "suspect",
+    MemberState.DEAD: "dead",
+    MemberState.LEFT: "left",
+}
+
+
+def _paths(values: Sequence[str | Path]) -> tuple[Path, ...]:
+    return tuple(Path(v) for v in values)
+
+
+def _addrs(values: Sequence[Addr]) -> tuple[Addr, ...]:
+    return tuple((host, port) for host, port in values)
+
+
+@attrs.frozen
+class AgentConfig:
+    """Everything an agent needs; every field but the database path has a working default."""
+
+    db_path: Path = attrs.field(converter=Path)
+    schema_paths: tuple[Path, ...] = attrs.field(default=(), converter=_paths)
+    gossip_addr: Addr = ("127.0.0.1", 0)
+    bootstrap: tuple[Addr, ...] = attrs.field(default=(), converter=_addrs)
+    cluster_id: int = 0
+    swim: SwimConfig = LAN
+    broadcast: BroadcastConfig = attrs.Factory(BroadcastConfig)
+    sync_interval: tuple[float, float] = (1.0, 15.0)
+    apply_queue_len: int = 20_000
+    """Changesets waiting for apply; broadcast overflow drops the oldest (sync repairs)."""
+    save_members_interval: float = 10.0
+    shutdown_timeout: float = 10.0
+    faults: FaultPlan = attrs.Factory(FaultPlan)
+    """Injected datagram faults (tests and experiments only)."""
+    seed: int | None = None
+    """Seeds the agent's random choices (tests); None draws from the OS."""
+
+
+class Agent:
+    """A running node. Get one with ``Agent.open``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        store: Store,
+        endpoint: UdpEndpoint,
+        incarnation: int,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.endpoint = endpoint
+        rng = random.Random(config.seed)
+        core = Swim(
+            actor_id=store.actor_id,
+            addr=endpoint.addr,
+            cluster_id=config.cluster_id,
+            rng=random.Random(rng.random()),
+            config=config.swim,
+            incarnation=incarnation,
+        )
+        self.membership = Membership(core, endpoint, receive=False)
+        self.apply_queue = ApplyQueue(store, max_items=config.apply_queue_len)
+        self.gossiper = Gossiper(
+            Broadcaster(config.broadcast, random.Random(rng.random())),
+            endpoint,
+            store,
+            self.apply_queue,
+            cluster_id=config.cluster_id,
+            peers=self._peers,
+        )
+        self.syncer = Syncer(
+            store,
+            self.apply_queue,
+            cluster_id=config.cluster_id,
+            members=self.alive_members,
+            rng=random.Random(rng.random()),
+            interval=config.sync_interval,
+        )
+        self.sync_server = SyncServer(store, config.cluster_id, push_pull=self._serve_push_pull)
+        self.stats_udp_unrouted = 0
+
+    # -- opening and closing ---------------------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: AgentConfig) -> AsyncIterator[Agent]:
+        """Start a node; on exit (or cancellation) leave the cluster and close the database."""
+        store = await trio.to_thread.run_sync(
+            lambda: Store.open(config.db_path, schema_paths=config.schema_paths)
+        )
+        try:
+            saved = store.load_members()
+            own = [r for r in saved if r.actor_id == store.actor_id]
+            incarnation = own[0].incarnation + 1 if own else 0
+            host, port = config.gossip_addr
+            async with (
+                open_gossip_port(host, port, faults=config.faults, seed=config.seed) as (
+                    endpoint,
+                    listeners,
+                ),
+                trio.open_nursery() as nursery,
+            ):
+                agent = cls(config, store, endpoint, incarnation)
+                await agent._start(nursery, listeners, saved)
+                try:
+                    yield agent
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await agent._shutdown()
+                    nursery.cancel_scope.cancel()
+        finally:
+            store.close()
+
+    async def _start(
+        self,
+        nursery: trio.Nursery,
+        listeners: list[trio.SocketListener],
+        saved: Sequence[MemberRecord],
+    ) -> None:
+        await nursery.start(self.membership.run)
+        await nursery.start(self.apply_queue.run)
+        await nursery.start(self.gossiper.run)
+        nursery.start_soon(self._receive)
+        nursery.start_soon(trio.serve_listeners, self.sync_server.serve, listeners)
+        nursery.start_soon(self._save_members_loop)
+        known = [
+            _parse_addr(r.address)
+            for r in saved
+            if r.actor_id != self.store.actor_id and r.state in ("alive", "suspect")
+        ]
+        bootstrap = [*self.config.bootstrap, *(a for a in known if a is not None)]
+        await self.membership.join(list(dict.fromkeys(bootstrap)))
+        await nursery.start(self.syncer.run)
+
+    async def _shutdown(self) -> None:
+        with trio.move_on_after(self.config.shutdown_timeout):
+            await self.membership.leave()
+            if self.membership.core.members():
+                with trio.move_on_after(self.config.swim.leave_timeout):
+                    async for event in self.membership.events:
+                        if isinstance(event, LeaveComplete):
+                            break
+            await self.apply_queue.drained()
+        await self._save_members()
+
+    # -- public ------------------------------------------------------------------------------------
+
+    @property
+    def actor_id(self) -> bytes:
+        return self.store.actor_id
+
+    @property
+    def gossip_addr(self) -> Addr:
+        return self.endpoint.addr
+
+    async def transaction(self, statements: Sequence[Statement]) -> TxResult:
+        """Run statements as one local transaction and broadcast its changeset."""
+        result = await self.store.transaction(statements)
+        if result.changeset is not None:
+            await self.gossiper.local(result.changeset)
+        return result
+
+    def members(self) -> list[MemberInfo]:
+        """Every other member this node knows, in any state."""
+        return self.membership.members()
+
+    def alive_members(self) -> list[MemberInfo]:
+        return [m for m in self.membership.members() if m.state is MemberState.ALIVE]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of every part, for health and metrics."""
+        return {
+            "apply_queue": {"depth": self.apply_queue.depth, **self.apply_queue.stats},
+            "broadcast": {"queued": self.gossiper.broadcaster.queue_len,
+                          **self.gossiper.broadcaster.stats},
+            "gossip": dict(self.gossiper.stats),
+            "sync": dict(self.syncer.stats),
+            "sync_server": attrs.asdict(self.sync_server.stats),
+            "swim": dict(self.membership.core.stats),
+            "push_pull": dict(self.membership.push_pull_stats),
+            "udp": {**attrs.asdict(self.endpoint.stats), "unrouted": self.stats_udp_unrouted},
+        }  # fmt: skip
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _peers(self) -> list[Peer]:
+        return [Peer(m.actor_id, m.addr) for m in self.alive_members()]
+
+    async def _receive(self) -> None:
+        """Route each datagram to SWIM or broadcast by its tag."""
+        while True:
+            addr, data = await self.endpoint.receive()
+            tag = peek_tag(data)
+            if tag in SWIM_TAGS:
+                await self.membership.handle_datagram(addr, data)
+            elif tag is not None:
+                await self.gossiper.handle_datagram(addr, data)
+            else:
+                self.stats_udp_unrouted += 1
+
+    async def _serve_push_pull(self, stream: trio.abc.Stream, first: bytes) -> None:
+        peer: Addr = ("", 0)
+        if isinstance(stream, trio.SocketStream):
+            host, port = stream.socket.getpeername()[:2]
+            peer = (host, port)
+        async with stream:
+            reader = FrameReader(1 << 20)
+            await self.membership.serve_push_pull(stream, reader, [first], peer)
+
+    async def _save_members_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.save_members_interval)
+            await self._save_members()
+
+    async def _save_members(self) -> None:
+        core = self.membership.core
+        now = time.time_ns()
+        own = MemberRecord(
+            core.actor_id, _format_addr(core.node.addr), "alive", core.incarnation, now
+        )
+        records = [own] + [
+            MemberRecord(m.actor_id, _format_addr(m.addr), _STATES[m.state], m.incarnation, now)
+            for m in core.members()
+        ]
+        await self.store.save_members(records)
+
+
+def _format_addr(addr: Addr) -> str:
+    return f"{addr[0]}:{addr[1]}"
+
+
+def _parse_addr(text: str) -> Addr | None:
+    host, _, port = text.rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else None

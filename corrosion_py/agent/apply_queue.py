@@ -1,0 +1,113 @@
+"""The one queue between the network and the store: broadcast and sync feed it, one task drains
+it into the store's batched apply (reference/corrosion.md §3.6).
+
+Rules:
+
+- Bounded by ``max_items`` changesets. Broadcast puts never wait: when the queue is full the
+  *oldest* queued changeset is dropped and counted (broadcast repeats and sync repairs it, and a
+  node that falls this far behind should catch up by sync, newest first). Sync puts wait for
+  room, which slows the sync server down through TCP instead of growing a buffer.
+- One drain task: it takes everything queued up to ``max_batch`` changesets and hands it to
+  ``Store.apply`` (which cuts it into transactions of an adaptive size), so a burst becomes a
+  few large transactions instead of many small ones.
+- ``depth``, ``dropped`` and the counters in ``stats`` are what health and metrics report.
+- After each apply, ``on_applied`` (if set) gets the store's result (subscriptions use its
+  impactful changes later).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+
+import trio
+
+from corrosion_py.store.apply import ApplyResult, Item
+from corrosion_py.store.store import Store
+
+
+class ApplyQueue:
+    """Bounded inbound changesets for one store. Start ``run`` in the agent's nursery."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_items: int = 20_000,
+        max_batch: int = 2_000,
+        on_applied: Callable[[ApplyResult], None] | None = None,
+    ) -> None:
+        if max_items < 1 or max_batch < 1:
+            raise ValueError("max_items and max_batch must be at least 1")
+        self.store = store
+        self.max_items = max_items
+        self.max_batch = max_batch
+        self.on_applied = on_applied
+        self.stats: Counter[str] = Counter()
+        """queued, dropped_overflow, applied_changesets, batches, apply_errors."""
+        self._items: deque[Item] = deque()
+        self._not_empty = trio.lowlevel.ParkingLot()
+        self._not_full = trio.lowlevel.ParkingLot()
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @property
+    def depth(self) -> int:
+        """Changesets waiting to be applied."""
+        return len(self._items)
+
+    @property
+    def dropped(self) -> int:
+        """Changesets dropped because the queue was full."""
+        return self.stats["dropped_overflow"]
+
+    def put_nowait(self, items: Sequence[Item]) -> None:
+        """Queue changesets from broadcast; on overflow the oldest queued ones are dropped."""
+        for item in items:
+            if len(self._items) >= self.max_items:
+                self._items.popleft()
+                self.stats["dropped_overflow"] += 1
+            self._items.append(item)
+        self._queued(len(items))
+
+    async def put(self, items: Sequence[Item]) -> None:
+        """Queue changesets from sync, waiting for room (backpressure)."""
+        for item in items:
+            while len(self._items) >= self.max_items:
+                await self._not_full.park()
+            self._items.append(item)
+            self._queued(1)
+        await trio.lowlevel.checkpoint()
+
+    async def drained(self) -> None:
+        """Wait until everything queued so far has been applied."""
+        while self._items or not self._idle.is_set():
+            await self._idle.wait()
+            await trio.lowlevel.checkpoint()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Drain the queue into the store until cancelled."""
+        task_status.started()
+        while True:
+            while not self._items:
+                await self._not_empty.park()
+            batch = [self._items.popleft() for _ in range(min(self.max_batch, len(self._items)))]
+            self._not_full.unpark_all()
+            self._idle = trio.Event()
+            try:
+                result = await self.store.apply(batch)
+            except Exception:
+                # A bug or a fatal SQLite error: counted and re-raised, the agent stops.
+                self.stats["apply_errors"] += 1
+                raise
+            finally:
+                self._idle.set()
+            self.stats["batches"] += 1
+            self.stats["applied_changesets"] += len(batch)
+            if self.on_applied is not None:
+                self.on_applied(result)
+
+    def _queued(self, n: int) -> None:
+        self.stats["queued"] += n
+        if n:
+            self._not_empty.unpark_all()
