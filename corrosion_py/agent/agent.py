@@ -82,7 +82,8 @@ class AgentConfig:
     save_members_interval: float = 10.0
     shutdown_timeout: float = 10.0
     faults: FaultPlan = attrs.Factory(FaultPlan)
-    """Injected datagram faults (tests and experiments only)."""
+    """Injected faults (tests and experiments only): loss, duplication and delay of datagrams;
+    ``blocked`` links also cut the sync and push-pull streams this node opens."""
     seed: int | None = None
     """Seeds the agent's random choices (tests); None draws from the OS."""
 
@@ -126,6 +127,7 @@ class Agent:
             members=self.alive_members,
             rng=random.Random(rng.random()),
             interval=config.sync_interval,
+            blocked=lambda addr: (endpoint.addr, addr) in endpoint.faults.blocked,
         )
         self.sync_server = SyncServer(store, config.cluster_id, push_pull=self._serve_push_pull)
         self.stats_udp_unrouted = 0
@@ -214,6 +216,12 @@ class Agent:
     def members(self) -> list[MemberInfo]:
         """Every other member this node knows, in any state."""
         return self.membership.members()
+
+    def block(self, addrs: Sequence[Addr]) -> None:
+        """Cut this node's traffic to ``addrs`` (datagrams and the streams it opens); an empty
+        list heals. For partition tests: block both sides to cut both directions."""
+        blocked = frozenset((self.endpoint.addr, a) for a in addrs)
+        self.endpoint.faults = attrs.evolve(self.endpoint.faults, blocked=blocked)
 
     def alive_members(self) -> list[MemberInfo]:
         return [m for m in self.membership.members() if m.state is MemberState.ALIVE]

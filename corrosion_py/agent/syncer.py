@@ -25,6 +25,7 @@ from corrosion_py.gossip import choose_peers, jittered_interval, missing_version
 from corrosion_py.net.sync import SyncReport, sync_with
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
+from corrosion_py.wire.swim import Addr
 
 
 class Syncer:
@@ -40,6 +41,7 @@ class Syncer:
         rng: random.Random,
         interval: tuple[float, float] = (1.0, 15.0),
         first_delay: float = 0.5,
+        blocked: Callable[[Addr], bool] = lambda addr: False,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -48,6 +50,8 @@ class Syncer:
         self.rng = rng
         self.interval = interval
         self.first_delay = first_delay
+        self.blocked = blocked
+        """Peers the fault layer cuts off (tests): skipped as if unreachable."""
         self.stats: Counter[str] = Counter()
         """rounds, rounds_ok, rounds_failed, rounds_idle (nobody to sync with), changesets."""
         self.last_sync: dict[bytes, float] = {}
@@ -63,7 +67,7 @@ class Syncer:
 
     async def round(self) -> SyncReport | None:
         """One round now; None when no member is alive."""
-        alive = {m.actor_id: m.addr for m in self.members()}
+        alive = {m.actor_id: m.addr for m in self.members() if not self.blocked(m.addr)}
         if not alive:
             self.stats["rounds_idle"] += 1
             return None

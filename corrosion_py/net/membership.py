@@ -141,6 +141,10 @@ class Membership:
             await self.serve_push_pull(stream, reader, pending, (host, port))
 
     async def _push_pull(self, addr: Addr) -> None:
+        if (self.endpoint.addr, addr) in self.endpoint.faults.blocked:
+            self.push_pull_stats["failed_blocked"] += 1  # the fault layer cuts streams too
+            self._push_pulls -= 1
+            return
         try:
             await pushpull.request(addr, self.core, self.merge)
             self.push_pull_stats["ok"] += 1

@@ -1,0 +1,135 @@
+"""An agent as its own OS process, driven by JSON lines, for multi-process tests and benchmarks
+(the user-facing command is ``corrosion agent``, with a config file and the HTTP API):
+
+    python -m corrosion_py.agent.node --db n1.db --schema schema.sql [--gossip HOST:PORT]
+        [--bootstrap HOST:PORT ...] [--cluster-id N] [--preset local|lan|wan] [--loss P]
+        [--sync-interval LOW HIGH] [--seed N]
+
+It prints ``{"event": "ready", "gossip": "HOST:PORT", "actor": HEX}`` once running, then reads
+one command per line on stdin and answers on stdout with the same ``id``:
+
+    {"id": 1, "tx": ["INSERT ...", ["INSERT ... VALUES (?)", [1]]]} -> {"id": 1, "version": 7}
+    {"id": 2, "state": true} -> {"id": 2, "heads": {...}, "gaps": 0, "partials": 0, "alive": 4}
+    {"id": 3, "stats": true} -> {"id": 3, "stats": {...}}
+    {"id": 4, "block": ["HOST:PORT", ...]} -> cut traffic to those nodes ([] heals; tests)
+
+A bad command gets ``{"id": .., "error": "..."}`` and changes nothing. End of stdin, SIGINT or
+SIGTERM stop the agent cleanly (leave, drain, close).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from corrosion_py.agent.agent import Agent, AgentConfig
+from corrosion_py.errors import CorrosionError
+from corrosion_py.net.faults import FaultPlan
+from corrosion_py.swim.config import LAN, LOCAL, WAN
+from corrosion_py.wire.swim import Addr
+
+PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
+
+
+def _addr(text: str) -> Addr:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def _statement(raw: Any) -> str | tuple[str, Any]:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str):
+        return raw[0], raw[1]
+    raise ValueError(f"a statement is a string or [sql, params], got {raw!r}")
+
+
+async def _answer(agent: Agent, command: dict[str, Any]) -> dict[str, Any]:
+    if "tx" in command:
+        result = await agent.transaction([_statement(s) for s in command["tx"]])
+        return {"version": result.version, "rows": result.rows_affected}
+    if "state" in command:
+        state = agent.store.sync_state()
+        return {
+            "heads": {a.hex(): v for a, v in state.heads.items()},
+            "gaps": sum(e - s + 1 for ranges in state.need.values() for s, e in ranges),
+            "partials": sum(len(p) for p in state.partial_need.values()),
+            "alive": len(agent.alive_members()),
+            "queue": agent.apply_queue.depth,
+        }
+    if "stats" in command:
+        return {"stats": agent.stats()}
+    if "block" in command:
+        agent.block([_addr(a) for a in command["block"]])
+        return {"blocked": len(command["block"])}
+    raise ValueError(f"unknown command {sorted(command)}")
+
+
+async def _commands(agent: Agent, done: trio.CancelScope) -> None:
+    stdin = trio.wrap_file(sys.stdin)
+    async for line in stdin:
+        try:
+            command = json.loads(line)
+            if not isinstance(command, dict):
+                raise ValueError("a command is a JSON object")
+            reply = await _answer(agent, command)
+        except (ValueError, TypeError, argparse.ArgumentTypeError, CorrosionError) as e:
+            reply = {"error": str(e)}
+        emit(id=command.get("id") if isinstance(command, dict) else None, **reply)
+    done.cancel()
+
+
+async def main(args: argparse.Namespace) -> None:
+    config = AgentConfig(
+        db_path=args.db,
+        schema_paths=args.schema,
+        gossip_addr=args.gossip,
+        bootstrap=args.bootstrap,
+        cluster_id=args.cluster_id,
+        swim=PRESETS[args.preset],
+        sync_interval=tuple(args.sync_interval),
+        faults=FaultPlan(loss=args.loss),
+        seed=args.seed,
+    )
+    with trio.CancelScope() as scope:
+        async with Agent.open(config) as agent, trio.open_nursery() as nursery:
+            host, port = agent.gossip_addr
+            emit(event="ready", gossip=f"{host}:{port}", actor=agent.actor_id.hex())
+            nursery.start_soon(_commands, agent, scope)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    scope.cancel()
+    emit(event="stopped")
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--schema", type=Path, nargs="*", default=[])
+    parser.add_argument("--gossip", type=_addr, default=("127.0.0.1", 0))
+    parser.add_argument("--bootstrap", type=_addr, nargs="*", default=[])
+    parser.add_argument("--cluster-id", type=int, default=0)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="local")
+    parser.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped")
+    parser.add_argument("--sync-interval", type=float, nargs=2, default=[1.0, 15.0])
+    parser.add_argument("--seed", type=int, default=None)
+    trio.run(main, parser.parse_args())
+
+
+if __name__ == "__main__":
+    try:
+        run()
+    except KeyboardInterrupt:
+        sys.exit(130)
