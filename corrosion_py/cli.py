@@ -1,4 +1,5 @@
-"""The `corrosion` command. For now it carries the engine's demo; the agent, client and admin
+"""The `corrosion` command. For now it carries the engine's demo and the membership simulator
+(`corrosion sim`, the same command as `python -m corrosion_py.sim`); the agent, client and admin
 commands arrive with the agent and the HTTP API."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 import click
 
 from corrosion_py import __version__
+from corrosion_py.sim.__main__ import main as sim
 
 
 @click.group()
@@ -20,3 +22,6 @@ def demo() -> None:
     from corrosion_py.demo import main as run_demo
 
     run_demo()
+
+
+main.add_command(sim, name="sim")

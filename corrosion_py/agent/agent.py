@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,12 +43,15 @@ from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.sync import SyncServer
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
+from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.store import Statement, Store, TxResult
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
 from corrosion_py.wire.swim import SWIM_TAGS, Addr
+
+ARRIVALS_KEPT = 100_000
 
 _STATES = {
     MemberState.ALIVE: "alive",
@@ -111,7 +115,12 @@ class Agent:
             incarnation=incarnation,
         )
         self.membership = Membership(core, endpoint, receive=False)
-        self.apply_queue = ApplyQueue(store, max_items=config.apply_queue_len)
+        self.arrivals: deque[tuple[bytes, int, float]] = deque(maxlen=ARRIVALS_KEPT)
+        """(actor, version, wall time) of every version written or applied here, newest last:
+        what propagation measurements read (bounded; the oldest fall off)."""
+        self.apply_queue = ApplyQueue(
+            store, max_items=config.apply_queue_len, on_applied=self._applied
+        )
         self.gossiper = Gossiper(
             Broadcaster(config.broadcast, random.Random(rng.random())),
             endpoint,
@@ -209,6 +218,8 @@ class Agent:
     async def transaction(self, statements: Sequence[Statement]) -> TxResult:
         """Run statements as one local transaction and broadcast its changeset."""
         result = await self.store.transaction(statements)
+        if result.version is not None:
+            self.arrivals.append((self.actor_id, result.version, time.time()))
         if result.changeset is not None:
             await self.gossiper.local(result.changeset)
         return result
@@ -241,6 +252,13 @@ class Agent:
         }  # fmt: skip
 
     # -- plumbing ----------------------------------------------------------------------------------
+
+    def _applied(self, result: ApplyResult) -> None:
+        now = time.time()
+        self.arrivals.extend((actor, version, now) for actor, version in result.applied)
+        for actor, (start, end) in result.cleared:  # versions whose every change lost here
+            if end - start < 64:  # (long empty ranges come from sync, not from new writes)
+                self.arrivals.extend((actor, v, now) for v in range(start, end + 1))
 
     def _peers(self) -> list[Peer]:
         return [Peer(m.actor_id, m.addr) for m in self.alive_members()]

@@ -11,7 +11,8 @@ one command per line on stdin and answers on stdout with the same ``id``:
     {"id": 1, "tx": ["INSERT ...", ["INSERT ... VALUES (?)", [1]]]} -> {"id": 1, "version": 7}
     {"id": 2, "state": true} -> {"id": 2, "heads": {...}, "gaps": 0, "partials": 0, "alive": 4}
     {"id": 3, "stats": true} -> {"id": 3, "stats": {...}}
-    {"id": 4, "block": ["HOST:PORT", ...]} -> cut traffic to those nodes ([] heals; tests)
+    {"id": 4, "arrivals": true} -> [[actor_hex, version, wall time], ...] since the last call
+    {"id": 5, "block": ["HOST:PORT", ...]} -> cut traffic to those nodes ([] heals; tests)
 
 A bad command gets ``{"id": .., "error": "..."}`` and changes nothing. End of stdin, SIGINT or
 SIGTERM stop the agent cleanly (leave, drain, close).
@@ -71,6 +72,10 @@ async def _answer(agent: Agent, command: dict[str, Any]) -> dict[str, Any]:
         }
     if "stats" in command:
         return {"stats": agent.stats()}
+    if "arrivals" in command:  # taken, so the next call returns only newer ones
+        taken = list(agent.arrivals)
+        agent.arrivals.clear()
+        return {"arrivals": [[a.hex(), v, t] for a, v, t in taken]}
     if "block" in command:
         agent.block([_addr(a) for a in command["block"]])
         return {"blocked": len(command["block"])}

@@ -270,7 +270,8 @@ class SyncServer:
             self._count_failure(exc)
         finally:
             if not handed_over:
-                await trio.aclose_forcefully(stream)
+                with trio.CancelScope(shield=True):  # a cancelled close must still close
+                    await trio.aclose_forcefully(stream)
 
     def _count_failure(self, exc: Exception) -> None:
         leaf: BaseException = exc
@@ -497,7 +498,8 @@ async def sync_with(
         for client in clients:
             if client.framed is not None:
                 client.report.bytes_received = client.framed.bytes_received
-                await trio.aclose_forcefully(client.framed.stream)
+                with trio.CancelScope(shield=True):  # or a cancelled round leaks the others
+                    await trio.aclose_forcefully(client.framed.stream)
             if not client.report.ok and not client.report.duration:
                 client.report.duration = trio.current_time() - (client.started or started)
     return SyncReport([c.report for c in clients], trio.current_time() - started)

@@ -88,7 +88,8 @@ class Simulation:
         """Members each node currently reports alive (from its events)."""
         self.left: set[int] = set()
         self._generation = [0] * n
-        self._index = {addr_of(i): i for i in range(n)}
+        self._addrs = [addr_of(i) for i in range(n)]
+        self._index = {a: i for i, a in enumerate(self._addrs)}
         self._hash = hashlib.sha256()
 
     # -- views ----------------------------------------------------------------------------------
@@ -218,7 +219,7 @@ class Simulation:
                 if dst is None:
                     continue
                 for delay in self.network.arrivals(i, dst):
-                    at(now + delay, DELIVERY, self._deliver, (dst, addr_of(i), e.packet))
+                    at(now + delay, DELIVERY, self._deliver, (dst, self._addrs[i], e.packet))
             elif type(e) is SetTimer:
                 at(now + e.delay, TIMER, self._fire, (i, self._generation[i], e.token))
             elif type(e) is Notify:

@@ -155,6 +155,7 @@ class Swim:
         if type(actor_id) is not bytes or len(actor_id) != ACTOR_ID_LEN:
             raise ValueError(f"actor_id must be {ACTOR_ID_LEN} bytes")
         self.node = NodeId(actor_id, addr)
+        self._actor = actor_id
         self.cluster_id = cluster_id
         self.config = config
         self.incarnation = incarnation
@@ -176,6 +177,9 @@ class Swim:
         self._relays: dict[int, _Relay] = {}
         self._seq = 0
         self._serial = 0
+        self._limit_n = self._limit = 0
+        self._gossip_size = (-1, 0)  # (incarnation, size)
+        self._targets: tuple[list[Member], list[Member], int] = ([], [], -1)
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -259,31 +263,48 @@ class Swim:
         if packet.cluster_id != self.cluster_id:
             self.stats["dropped_wrong_cluster"] += 1
             return []
-        if packet.sender.actor_id == self.actor_id:
+        sender = packet.sender
+        if sender.actor_id == self._actor:
             self.stats["dropped_from_self"] += 1
             return []
         self.stats["packets_received"] += 1
-        sender = packet.sender
-        self._apply(now, Rumour(ALIVE, sender, packet.incarnation, sender.actor_id))
-        for rumour in packet.rumours:
-            self._apply(now, rumour)
+        get = self._members.get
+        peer = get(sender.actor_id)
+        if peer is None or packet.incarnation > peer.incarnation:  # else the header changes nothing
+            self._apply(now, Rumour(ALIVE, sender, packet.incarnation, sender.actor_id))
+        for r in packet.rumours:
+            # Most piggybacked rumours are old news: skip those that cannot change anything
+            # without the full rules. By the table in members.py, a rumour at an older
+            # incarnation never wins, and at the same incarnation only a worse state does (or a
+            # suspect meeting a suspect, which may confirm it).
+            m = get(r.node.actor_id)
+            if m is not None and (
+                r.incarnation < m.incarnation
+                or (
+                    r.incarnation == m.incarnation
+                    and (r.state < m.state or (r.state is m.state and m.state is not SUSPECT))
+                )
+            ):
+                continue
+            self._apply(now, r)
         body = packet.body
-        peer = self._members.get(sender.actor_id)
-        if isinstance(body, Ping):
-            if body.target == self.actor_id:
-                self._send(addr, Ack(body.seq), peer)
+        if type(body) is Gossip:  # by far the most common body: checked first, by exact type
+            pass
+        elif type(body) is Ping:
+            if body.target == self._actor:
+                self._send(addr, Ack(body.seq), get(sender.actor_id))
             else:
                 self.stats["dropped_misdirected_ping"] += 1
-        elif isinstance(body, Ack):
+        elif type(body) is Ack:
             self._on_ack(body.seq)
-        elif isinstance(body, PingReq):
+        elif type(body) is PingReq:
             self._on_ping_req(addr, body)
-        elif isinstance(body, Nack):
+        elif type(body) is Nack:
             if self._probe is not None and self._probe.seq == body.seq:
                 self._probe.nacks = min(self._probe.relays, self._probe.nacks + 1)
-        elif isinstance(body, Join):
+        elif type(body) is Join:
             self._send_feed(addr, sender.actor_id)
-        elif isinstance(body, Feed):
+        elif type(body) is Feed:
             self._on_feed(now, addr, body)
         return self._flush()
 
@@ -347,7 +368,7 @@ class Swim:
 
     def _apply(self, now: float, r: Rumour) -> None:
         """Apply one rumour (a header, a piggybacked rumour or a feed entry)."""
-        if r.node.actor_id == self.actor_id:
+        if r.node.actor_id == self._actor:
             self._about_self(r)
             return
         m = self._members.get(r.node.actor_id)
@@ -379,6 +400,7 @@ class Swim:
             self._members.remove(victim.node.actor_id)
         m = Member(r.node, r.incarnation, ALIVE, r.node.actor_id, now)
         self._members.add(m, self._rng)
+        m.adopt(r)
         self._rumours.push(m.rumour())
         self._notify(MemberUp(m.info()))
 
@@ -390,6 +412,7 @@ class Swim:
         self._members.set_state(m, r.state)
         m.incarnation, m.source, m.state_change = r.incarnation, r.source, now
         m.suspicion = None
+        m.adopt(r)
         self._rumours.push(m.rumour())
         event: Event | None = None
         if r.state is ALIVE:
@@ -543,15 +566,30 @@ class Swim:
     def _gossip(self, now: float) -> None:
         if not len(self._rumours):
             return
-        dead_window = self.config.gossip_to_the_dead_time
-        targets = [
-            m
-            for m in self._members.all()
-            if m.state in (ALIVE, SUSPECT)
-            or (m.state is DEAD and now - m.state_change < dead_window)
-        ]
+        targets = self._gossip_targets(now)
         for m in self._rng.sample(targets, min(self.config.gossip_nodes, len(targets))):
             self._send(m.node.addr, Gossip(), m)
+
+    def _gossip_targets(self, now: float) -> list[Member]:
+        """Live members and those dead for less than gossip_to_the_dead_time, in list order.
+
+        Cached: rebuilt only when the member list changed (``MemberList.changes``) or a dead
+        member in it has passed its window (which only closes as time goes on).
+        """
+        window = self.config.gossip_to_the_dead_time
+        targets, dead, changes = self._targets
+        if changes != self._members.changes or any(
+            not now - m.state_change < window for m in dead
+        ):
+            targets = [
+                m
+                for m in self._members.all()
+                if m.state in (ALIVE, SUSPECT)
+                or (m.state is DEAD and now - m.state_change < window)
+            ]
+            dead = [m for m in targets if m.state is DEAD]
+            self._targets = (targets, dead, self._members.changes)
+        return targets
 
     def _push_pull_with(self, candidates: list[Member]) -> None:
         if candidates and not self._leaving:
@@ -567,8 +605,7 @@ class Swim:
 
     def _send(self, addr: Addr, body: Body, to: Member | None) -> None:
         """Send ``body`` with the buddy rumour (if ``to`` is not alive) and queued rumours."""
-        base = Packet(self.cluster_id, self.node, self.incarnation, body)
-        budget = self.config.max_packet_size - packet_size(base) - RUMOURS_HEADER_SLACK
+        budget = self.config.max_packet_size - self._bare_size(body) - RUMOURS_HEADER_SLACK
         rumours: list[Rumour] = []
         if to is not None and to.state is not ALIVE and self.config.lifeguard:
             buddy = to.rumour()
@@ -576,9 +613,26 @@ class Swim:
             if size <= budget:
                 rumours.append(buddy)
                 budget -= size
-        limit = self.config.retransmit_limit(self.cluster_size())
-        rumours += self._rumours.take(budget, limit, MAX_RUMOURS - len(rumours))
-        self._out.append(Send(addr, attrs.evolve(base, rumours=tuple(rumours))))
+        rumours += self._rumours.take(budget, self._retransmit_limit(), MAX_RUMOURS - len(rumours))
+        packet = Packet(self.cluster_id, self.node, self.incarnation, body, tuple(rumours))
+        self._out.append(Send(addr, packet))
+
+    def _bare_size(self, body: Body) -> int:
+        """Encoded size of a packet with ``body`` and no rumours; that of Gossip, the most
+        common body, is kept per incarnation."""
+        if type(body) is not Gossip:
+            return packet_size(Packet(self.cluster_id, self.node, self.incarnation, body))
+        if self._gossip_size[0] != self.incarnation:
+            bare = Packet(self.cluster_id, self.node, self.incarnation, body)
+            self._gossip_size = (self.incarnation, packet_size(bare))
+        return self._gossip_size[1]
+
+    def _retransmit_limit(self) -> int:
+        """The transmit limit at the current cluster size (recomputed only when it changes)."""
+        n = self.cluster_size()
+        if n != self._limit_n:
+            self._limit_n, self._limit = n, self.config.retransmit_limit(n)
+        return self._limit
 
     def _self_rumour(self, state: MemberState) -> Rumour:
         return Rumour(state, self.node, self.incarnation, self.actor_id)

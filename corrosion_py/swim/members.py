@@ -26,6 +26,7 @@ probed once per round, which bounds the time to first detection.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import attrs
 
@@ -75,14 +76,33 @@ class Member:
     state_change: float
     suspicion: Suspicion | None = None
     suspicion_serial: int = 0
+    _rumour: Rumour | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def info(self) -> MemberInfo:
         """An immutable snapshot for events and callers."""
         return MemberInfo(self.node.actor_id, self.node.addr, self.incarnation, self.state)
 
     def rumour(self) -> Rumour:
-        """The rumour that describes this member as held."""
-        return Rumour(self.state, self.node, self.incarnation, self.source)
+        """The rumour that describes this member as held: one object for as long as the member
+        does not change, since push-pulls list every member and a rumour encodes only once."""
+        r = self._rumour
+        if r is None or not self._describes(r):
+            r = self._rumour = Rumour(self.state, self.node, self.incarnation, self.source)
+        return r
+
+    def adopt(self, r: Rumour) -> None:
+        """Take ``r`` as this member's rumour if it says exactly what is held, so that one
+        rumour object (and its encoding) passes from node to node."""
+        if self._describes(r):
+            self._rumour = r
+
+    def _describes(self, r: Rumour) -> bool:
+        return (
+            r.state is self.state
+            and r.incarnation == self.incarnation
+            and r.source == self.source
+            and (r.node is self.node or r.node == self.node)
+        )
 
 
 class MemberList:
@@ -90,16 +110,18 @@ class MemberList:
 
     def __init__(self) -> None:
         self._members: dict[bytes, Member] = {}
+        self.get: Callable[[bytes], Member | None] = self._members.get
+        """The member with an actor id, if listed (the dict's own method: it is called for
+        every rumour of every packet)."""
         self._order: list[bytes] = []
         self._next = 0
         self._live = 0
+        self.changes = 0
+        """Bumped when a member is added or removed or changes state other than between alive
+        and suspect: a list of members filtered by state stays valid while this stays put."""
 
     def __len__(self) -> int:
         return len(self._members)
-
-    def get(self, actor_id: bytes) -> Member | None:
-        """The member with ``actor_id``, if listed."""
-        return self._members.get(actor_id)
 
     def all(self) -> list[Member]:
         """Every listed member, in the order they were learned."""
@@ -118,15 +140,20 @@ class MemberList:
         """List a new member and give it a random place in the rest of this probe round."""
         self._members[member.node.actor_id] = member
         self._live += member.state in _LIVE
+        self.changes += 1
         self._order.insert(rng.randint(self._next, len(self._order)), member.node.actor_id)
 
     def remove(self, actor_id: bytes) -> None:
         """Forget a member (the rotation skips it from now on)."""
         self._live -= self._members.pop(actor_id).state in _LIVE
+        self.changes += 1
 
     def set_state(self, member: Member, state: MemberState) -> None:
         """Move a listed member to ``state`` (every state change goes through here)."""
-        self._live += (state in _LIVE) - (member.state in _LIVE)
+        was_live, live = member.state in _LIVE, state in _LIVE
+        self._live += live - was_live
+        if state is not member.state and not (live and was_live):
+            self.changes += 1
         member.state = state
 
     def evictable(self) -> Member | None:

@@ -18,30 +18,86 @@ from __future__ import annotations
 
 import bisect
 
-import attrs
-
 from corrosion_py.wire.swim import Rumour, rumour_size
 
 
-@attrs.define
 class _Entry:
-    rumour: Rumour
-    size: int
-    serial: int  # higher is newer
-    transmits: int = 0
+    """A queued rumour; compared by identity (the queue finds entries by serial, not value)."""
+
+    __slots__ = ("rumour", "serial", "size", "transmits")
+
+    def __init__(self, rumour: Rumour, size: int, serial: int) -> None:
+        self.rumour = rumour
+        self.size = size
+        self.serial = serial  # higher is newer
+        self.transmits = 0
+
+
+class _Bucket:
+    """The entries sent equally often, newest first, with their sort keys (-serial) alongside so
+    that finding an entry is a bisection, and a floor under their sizes (the smallest ever
+    added), so that a packet's leftover budget below it skips the bucket instead of scanning it.
+    """
+
+    __slots__ = ("entries", "floor", "keys")
+
+    def __init__(self) -> None:
+        self.keys: list[int] = []
+        self.entries: list[_Entry] = []
+        self.floor = 1 << 30
+
+    def add(self, entry: _Entry) -> None:
+        key = -entry.serial
+        i = bisect.bisect_left(self.keys, key)
+        self.keys.insert(i, key)
+        self.entries.insert(i, entry)
+        self.floor = min(self.floor, entry.size)
+
+    def remove(self, entry: _Entry) -> None:
+        i = bisect.bisect_left(self.keys, -entry.serial)
+        del self.keys[i], self.entries[i]
+
+    def pop(self, picked: list[int]) -> list[_Entry]:
+        """Remove and return the entries at the ascending positions ``picked``."""
+        n = len(picked)
+        if picked[-1] == n - 1:  # the first n: the usual case, a packet takes the newest
+            out = self.entries[:n]
+            del self.keys[:n], self.entries[:n]
+            return out
+        out = [self.entries[i] for i in picked]
+        for i in reversed(picked):
+            del self.keys[i], self.entries[i]
+        return out
+
+    def merge(self, run: list[_Entry]) -> None:
+        """Add ``run``, entries newest first, keeping the order."""
+        keys = [-e.serial for e in run]
+        self.floor = min(self.floor, *[e.size for e in run])
+        if not self.keys or keys[0] > self.keys[-1]:  # all older than what is here
+            self.keys += keys
+            self.entries += run
+        elif keys[-1] < self.keys[0]:  # all newer
+            self.keys[:0] = keys
+            self.entries[:0] = run
+        else:
+            for key, entry in zip(keys, run, strict=True):
+                i = bisect.bisect_left(self.keys, key)
+                self.keys.insert(i, key)
+                self.entries.insert(i, entry)
 
 
 class RumourQueue:
     """Transmit-limited rumours, keyed by member actor id.
 
     Entries sit in buckets by transmit count, each bucket newest first, so `take` walks them in
-    order and stops once the packet is full instead of sorting the whole queue per packet.
+    order and stops once the packet is full instead of sorting the whole queue per packet, and
+    moves what it took to the next bucket in one run per bucket.
     """
 
     def __init__(self, max_size: int) -> None:
         self._max = max_size
         self._entries: dict[bytes, _Entry] = {}
-        self._buckets: dict[int, list[_Entry]] = {}  # transmits -> entries, newest first
+        self._buckets: dict[int, _Bucket] = {}  # transmits -> entries
         self._serial = 0
         self._min_size = 1 << 30  # no entry is smaller: a budget below it fits nothing
         self.dropped = 0
@@ -53,51 +109,68 @@ class RumourQueue:
         entry = self._entries.get(rumour.node.actor_id)
         return entry is not None and entry.rumour == rumour
 
-    def _unlink(self, entry: _Entry) -> None:
+    def _bucket(self, transmits: int) -> _Bucket:
+        bucket = self._buckets.get(transmits)
+        if bucket is None:
+            bucket = self._buckets[transmits] = _Bucket()
+        return bucket
+
+    def _remove(self, entry: _Entry) -> None:
         bucket = self._buckets[entry.transmits]
         bucket.remove(entry)
-        if not bucket:
+        if not bucket.keys:
             del self._buckets[entry.transmits]
         del self._entries[entry.rumour.node.actor_id]
-
-    def _link(self, entry: _Entry) -> None:
-        """Put an entry in its bucket, keeping the bucket newest first."""
-        bucket = self._buckets.setdefault(entry.transmits, [])
-        i = bisect.bisect_left(bucket, -entry.serial, key=lambda e: -e.serial)
-        bucket.insert(i, entry)
-        self._entries[entry.rumour.node.actor_id] = entry
 
     def push(self, rumour: Rumour) -> None:
         """Queue ``rumour``, replacing any queued rumour about the same member."""
         self._serial += 1
         old = self._entries.get(rumour.node.actor_id)
         if old is not None:
-            self._unlink(old)
+            self._remove(old)
         entry = _Entry(rumour, rumour_size(rumour), self._serial)
         self._min_size = min(self._min_size, entry.size)
-        self._link(entry)
+        self._entries[rumour.node.actor_id] = entry
+        self._bucket(0).add(entry)
         if len(self._entries) > self._max:
-            worst = self._buckets[max(self._buckets)][-1]  # most sent, then oldest
-            self._unlink(worst)
+            self._remove(self._buckets[max(self._buckets)].entries[-1])  # most sent, then oldest
             self.dropped += 1
 
     def take(self, budget: int, limit: int, max_count: int) -> list[Rumour]:
         """Up to ``max_count`` rumours within ``budget`` bytes; each counts one transmission."""
         taken: list[_Entry] = []
+        moves: list[tuple[int, list[int]]] = []  # (bucket, positions taken from it)
         for transmits in sorted(self._buckets):
-            for entry in self._buckets[transmits]:
-                if len(taken) >= max_count or budget < self._min_size:
-                    break
+            if budget < self._min_size or len(taken) >= max_count:
+                break
+            bucket = self._buckets[transmits]
+            if budget < bucket.floor:
+                continue
+            picked: list[int] = []
+            for i, entry in enumerate(bucket.entries):
                 if budget < entry.size:
                     continue
+                if len(taken) >= max_count:
+                    break
                 budget -= entry.size
                 taken.append(entry)
+                picked.append(i)
+                if budget < bucket.floor:
+                    break
+            if picked:
+                moves.append((transmits, picked))
+        # Counted after the walk (each entry is considered once per take), highest bucket
+        # first, so that a run moves into a bucket whose own run has already left it.
+        for transmits, picked in reversed(moves):
+            bucket = self._buckets[transmits]
+            run = bucket.pop(picked)
+            if not bucket.keys:
+                del self._buckets[transmits]
+            for entry in run:
+                entry.transmits += 1
+            if transmits + 1 < limit:
+                self._bucket(transmits + 1).merge(run)
             else:
-                continue
-            break
-        for entry in taken:  # counted after the walk: each entry is considered once per take
-            self._unlink(entry)
-            entry.transmits += 1
-            if entry.transmits < limit:
-                self._link(entry)
+                for entry in run:
+                    del self._entries[entry.rumour.node.actor_id]
         return [entry.rumour for entry in taken]
