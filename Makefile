@@ -34,6 +34,7 @@ bench: install
 	$(PY) bench/crdt_bench.py
 	$(PY) bench/store_bench.py
 	$(PY) bench/swim_udp_bench.py
+	$(PY) bench/replication_bench.py
 
 demo: install
 	$(PY) -m corrosion_py.demo

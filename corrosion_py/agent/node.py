@@ -9,6 +9,7 @@ It prints ``{"event": "ready", "gossip": "HOST:PORT", "actor": HEX}`` once runni
 one command per line on stdin and answers on stdout with the same ``id``:
 
     {"id": 1, "tx": ["INSERT ...", ["INSERT ... VALUES (?)", [1]]]} -> {"id": 1, "version": 7}
+    {"id": 2, "txs": [[stmt, ...], ...]} -> {"id": 2, "versions": [...]} (a burst, concurrent)
     {"id": 2, "state": true} -> {"id": 2, "heads": {...}, "gaps": 0, "partials": 0, "alive": 4}
     {"id": 3, "stats": true} -> {"id": 3, "stats": {...}}
     {"id": 4, "arrivals": true} -> [[actor_hex, version, wall time], ...] since the last call
@@ -61,6 +62,23 @@ async def _answer(agent: Agent, command: dict[str, Any]) -> dict[str, Any]:
     if "tx" in command:
         result = await agent.transaction([_statement(s) for s in command["tx"]])
         return {"version": result.version, "rows": result.rows_affected}
+    if "txs" in command:  # many transactions at once (bursts), 16 in flight: group commit
+        txs = [[_statement(s) for s in tx] for tx in command["txs"]]
+        versions: list[int | None] = [None] * len(txs)
+        errors: list[str] = []
+        limiter = trio.CapacityLimiter(16)
+
+        async def one(i: int) -> None:
+            async with limiter:
+                try:
+                    versions[i] = (await agent.transaction(txs[i])).version
+                except CorrosionError as e:
+                    errors.append(f"transaction {i}: {e}")
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(txs)):
+                nursery.start_soon(one, i)
+        return {"versions": versions, "errors": errors}
     if "state" in command:
         state = agent.store.sync_state()
         return {

@@ -1,0 +1,207 @@
+"""Replication between agent processes on 127.0.0.1 (issue 5's performance section):
+
+1. write-to-every-node propagation at a steady write rate spread over all nodes (p50, p99);
+2. a burst of writes on one node: time until every node has all of them;
+3. bytes on the wire per write per node, against the ideal of one copy of the changeset per
+   node (the ratio is the figure);
+4. catch-up by sync of ~1M column changes into an empty node (time, peak RSS), against the same
+   data served and applied store to store in this process (the baseline of the ratio).
+
+Run with `make bench` (or `python bench/replication_bench.py --quick`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import common
+
+from corrosion_py.agent.processes import AgentProcess, agent_cluster, wait_converged
+from corrosion_py.store.store import Store
+from corrosion_py.wire import encode
+
+SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT, node INTEGER);\n"
+ROWS = "SELECT k, v, node FROM kv ORDER BY k"
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def propagation(agents: list[AgentProcess], since: float) -> list[float]:
+    """Per version written after ``since``: seconds until the last node had it."""
+    written: dict[tuple[str, int], float] = {}
+    last: dict[tuple[str, int], float] = defaultdict(float)
+    seen: dict[tuple[str, int], int] = defaultdict(int)
+    for agent in agents:
+        for actor, version, t in agent.request(arrivals=True)["arrivals"]:
+            key = (actor, version)
+            if actor == agent.actor:
+                written[key] = t
+            else:
+                last[key] = max(last[key], t)
+                seen[key] += 1
+    n = len(agents)
+    return [last[k] - t for k, t in written.items() if t >= since and seen[k] == n - 1]
+
+
+def traffic(agents: list[AgentProcess]) -> tuple[int, int]:
+    """(broadcast bytes, sync bytes) sent by all agents so far."""
+    bcast = sync = 0
+    for agent in agents:
+        stats = agent.request(stats=True)["stats"]
+        bcast += stats["broadcast"].get("sent_bytes", 0)
+        sync += stats["sync_server"].get("bytes_sent", 0)
+    return bcast, sync
+
+
+def steady(n: int, rate: float, seconds: float) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        agent_cluster(n, Path(tmp), SCHEMA, preset="lan", sync_interval=(1.0, 15.0)) as agents,
+    ):
+        t0 = time.monotonic()
+        while any(a.request(state=True)["alive"] < n - 1 for a in agents):
+            if time.monotonic() - t0 > 120:
+                raise TimeoutError("cluster did not form")
+            time.sleep(0.5)
+        for a in agents:
+            a.request(arrivals=True)  # forget the set-up
+        bcast0, sync0 = traffic(agents)
+        start = time.time()
+        writes = int(rate * seconds)
+        payload = "x" * 40
+        late = [0] * n
+
+        def writer(j: int) -> None:  # one thread per agent: its share of the schedule
+            for i in range(j, writes, n):
+                if (wait := start + i / rate - time.time()) > 0:
+                    time.sleep(wait)
+                else:
+                    late[j] += 1
+                agents[j].write([["INSERT INTO kv VALUES (?, ?, ?)", [i, payload, j]]])
+
+        threads = [threading.Thread(target=writer, args=(j,)) for j in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        achieved = writes / (time.time() - start)
+        wait_converged(agents, ROWS, timeout=120)
+        delays = propagation(agents, start)
+        bcast, sync = traffic(agents)
+        bcast, sync = bcast - bcast0, sync - sync0
+        size = _changeset_size(payload)
+        print(
+            f"steady: {n} agents, {achieved:.0f} writes/s for {seconds:g}s ({writes} writes, "
+            f"{sum(late)} behind schedule)"
+        )
+        print(
+            f"  propagation to every node: p50 {statistics.median(delays) * 1000:.0f} ms, "
+            f"p99 {quantile(delays, 0.99) * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms "
+            f"over {len(delays)} writes (target p99 <= 1000 ms)"
+        )
+        ideal = size * (n - 1)
+        per_write = (bcast + sync) / writes
+        print(
+            f"  bytes per write per node: broadcast {bcast / writes / (n - 1):.0f} B + sync "
+            f"{sync / writes / (n - 1):.0f} B; one copy is ~{size} B: "
+            f"{per_write / ideal:.1f}x the ideal"
+        )
+
+
+def _changeset_size(payload: str) -> int:
+    """The encoded size of one write's changeset, made the same way in a scratch store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = Path(tmp) / "schema.sql"
+        schema.write_text(SCHEMA)
+        with Store.open(Path(tmp) / "s.db", schema_paths=[schema]) as store:
+            result = store.transaction_sync([("INSERT INTO kv VALUES (?, ?, ?)", [1, payload, 1])])
+            assert result.changeset is not None
+            return len(encode(result.changeset, cluster_id=0))
+
+
+def burst(n: int, count: int) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        agent_cluster(n, Path(tmp), SCHEMA, preset="lan", sync_interval=(1.0, 15.0)) as agents,
+    ):
+        time.sleep(3)
+        txs = [[["INSERT INTO kv VALUES (?, 'burst', 0)", [i]]] for i in range(count)]
+        start = time.monotonic()
+        agents[0].request(timeout=600, txs=txs)
+        written = time.monotonic() - start
+        took = wait_converged(agents, ROWS, timeout=600) + written
+        print(
+            f"burst: {count} writes on one node of {n}: written in {written:.1f}s, on every "
+            f"node after {took:.1f}s (target <= 5 s)"
+        )
+
+
+def catch_up(rows: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        with agent_cluster(1, tmp, SCHEMA) as agents:
+            source = agents[0]
+            for start in range(0, rows, 2000):
+                values = ", ".join(f"({k}, 'value {k}', 1)" for k in range(start, start + 2000))
+                source.write([f"INSERT INTO kv VALUES {values}"])
+            changes = 2 * rows
+            baseline = _store_to_store(source.db, tmp / "baseline.db", tmp / "schema.sql")
+            newcomer = AgentProcess(tmp / "new.db", tmp / "schema.sql", bootstrap=[source.gossip])
+            try:
+                agents.append(newcomer)
+                took = wait_converged(agents, ROWS, timeout=900)
+                rss = _peak_rss_mb(newcomer)
+            finally:
+                newcomer.kill()
+        print(
+            f"catch-up: {changes} column changes into an empty node by sync in {took:.1f}s "
+            f"(target <= 30 s), peak RSS {rss:.0f} MB (target <= 300 MB); store-to-store in "
+            f"one process {baseline:.1f}s: {took / baseline:.1f}x"
+        )
+
+
+def _store_to_store(source: Path, target: Path, schema: Path) -> float:
+    src = Store.open(source)
+    dst = Store.open(target, schema_paths=[schema])
+    try:
+        start = time.monotonic()
+        needs = dst.needs_from(src.sync_state())
+        batch = []
+        for item in src.serve_sync(needs):
+            batch.append(item)
+            if len(batch) >= 256:
+                dst.apply_sync(batch)
+                batch = []
+        dst.apply_sync(batch)
+        return time.monotonic() - start
+    finally:
+        src.close()
+        dst.close()
+
+
+def _peak_rss_mb(agent: AgentProcess) -> float:
+    assert agent.proc is not None
+    with open(f"/proc/{agent.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    scale = common.start(__doc__)
+    steady(max(5, 50 // scale), 100.0, 20.0 / scale)
+    burst(max(5, 50 // scale), 10_000 // scale)
+    catch_up(500_000 // scale)
+
+
+if __name__ == "__main__":
+    main()
