@@ -3,9 +3,11 @@ it into the store's batched apply (reference/corrosion.md §3.6).
 
 Rules:
 
-- Bounded by ``max_items`` changesets. Broadcast puts never wait: when the queue is full the
-  *oldest* queued changeset is dropped and counted (broadcast repeats and sync repairs it, and a
-  node that falls this far behind should catch up by sync, newest first). Sync puts wait for
+- Bounded by ``max_items`` changesets and ``max_changes`` column changes (sync pieces carry up
+  to 8 KiB each, so a count alone would let memory grow with the piece size). Broadcast puts
+  never wait: when the queue is full the *oldest* queued changeset is dropped and counted
+  (broadcast repeats and sync repairs it, and a node that falls this far behind should catch
+  up by sync, newest first). Sync puts wait for
   room, which slows the sync server down through TCP instead of growing a buffer.
 - One drain task: once something is queued it lingers ``linger`` seconds (10 ms, Corrosion's
   figure) for more to arrive, then takes everything queued up to ``max_batch`` changesets and
@@ -25,6 +27,7 @@ import trio
 
 from corrosion_py.store.apply import ApplyResult, Item
 from corrosion_py.store.store import Store
+from corrosion_py.wire import Changeset
 
 
 class ApplyQueue:
@@ -35,6 +38,7 @@ class ApplyQueue:
         store: Store,
         *,
         max_items: int = 20_000,
+        max_changes: int = 100_000,
         max_batch: int = 2_000,
         linger: float = 0.01,
         on_applied: Callable[[ApplyResult], None] | None = None,
@@ -43,6 +47,8 @@ class ApplyQueue:
             raise ValueError("max_items and max_batch must be at least 1")
         self.store = store
         self.max_items = max_items
+        self.max_changes = max_changes
+        self._changes = 0
         self.max_batch = max_batch
         self.linger = linger
         self.on_applied = on_applied
@@ -67,20 +73,27 @@ class ApplyQueue:
     def put_nowait(self, items: Sequence[Item]) -> None:
         """Queue changesets from broadcast; on overflow the oldest queued ones are dropped."""
         for item in items:
-            if len(self._items) >= self.max_items:
-                self._items.popleft()
+            while self._items and self._full(item):
+                self._changes -= _cost(self._items.popleft())
                 self.stats["dropped_overflow"] += 1
-            self._items.append(item)
+            self._append(item)
         self._queued(len(items))
 
     async def put(self, items: Sequence[Item]) -> None:
         """Queue changesets from sync, waiting for room (backpressure)."""
         for item in items:
-            while len(self._items) >= self.max_items:
+            while self._items and self._full(item):
                 await self._not_full.park()
-            self._items.append(item)
+            self._append(item)
             self._queued(1)
         await trio.lowlevel.checkpoint()
+
+    def _full(self, item: Item) -> bool:
+        return len(self._items) >= self.max_items or self._changes + _cost(item) > self.max_changes
+
+    def _append(self, item: Item) -> None:
+        self._items.append(item)
+        self._changes += _cost(item)
 
     async def drained(self) -> None:
         """Wait until everything queued so far has been applied."""
@@ -97,6 +110,7 @@ class ApplyQueue:
             if len(self._items) < self.max_batch:
                 await trio.sleep(self.linger)
             batch = [self._items.popleft() for _ in range(min(self.max_batch, len(self._items)))]
+            self._changes -= sum(_cost(item) for item in batch)
             self._not_full.unpark_all()
             self._idle = trio.Event()
             try:
@@ -116,3 +130,8 @@ class ApplyQueue:
         self.stats["queued"] += n
         if n:
             self._not_empty.unpark_all()
+
+
+def _cost(item: Item) -> int:
+    """Column changes an item carries (an empty range counts one)."""
+    return len(item.changes) if isinstance(item, Changeset) else 1
