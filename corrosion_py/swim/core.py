@@ -578,9 +578,7 @@ class Swim:
         """
         window = self.config.gossip_to_the_dead_time
         targets, dead, changes = self._targets
-        if changes != self._members.changes or any(
-            not now - m.state_change < window for m in dead
-        ):
+        if changes != self._members.changes or any(not now - m.state_change < window for m in dead):
             targets = [
                 m
                 for m in self._members.all()
