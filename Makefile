@@ -21,7 +21,8 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-# The simulator at full size: not yet fast enough to be part of CI (see docs/benchmarks.md).
+# The simulator at full size (1,000-node crash and dissemination, an hour at 200 nodes, slow
+# nodes, partition): about half an hour on one core, so not part of CI (see docs/benchmarks.md).
 test-sim: install
 	$(PY) -m pytest -q -m sim_large
 

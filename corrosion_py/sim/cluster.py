@@ -14,6 +14,11 @@ Why it is built this way:
   loss only delays them: modelled as lossless), the peer merges it and answers with its own
   list, which arrives one link delay later if the requester still runs. Otherwise the exchange
   fails silently, like a refused connection.
+- **No cyclic garbage collection while running.** A large run holds millions of long-lived
+  objects (member lists, rumour queues, pending timers), and the collector's passes over them
+  took a quarter of the run time while finding nothing: the simulator and the cores make no
+  reference cycles as they go (a collection after a 1,000-node run frees 0 objects). So
+  ``run_until`` and ``start_all`` pause the collector and restore it when they return.
 - **Crashes and restarts.** A crash removes the core; its pending timers die with its
   generation, datagrams to it are dropped on arrival. A restart is a fresh core with the same
   actor id and address, an incarnation one above the old core's, joining through live nodes.
@@ -21,10 +26,12 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import random
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from corrosion_py.sim.metrics import Metrics
 from corrosion_py.sim.network import Link, Network
@@ -153,14 +160,15 @@ class Simulation:
             Rumour(MemberState.ALIVE, NodeId(actor_of(j), addr_of(j)), 0, actor_of(j))
             for j in range(self.n)
         )
-        for i in range(self.n):
-            self.start(i, [])
-        for i in range(self.n):
-            core = self.cores[i]
-            assert core is not None
-            j = 1 if i == 0 else 0
-            feed = Packet(CLUSTER_ID, everyone[j].node, 0, Feed(everyone))
-            self._run(i, core.handle_datagram(self.now, addr_of(j), feed))
+        with _gc_paused():
+            for i in range(self.n):
+                self.start(i, [])
+            for i in range(self.n):
+                core = self.cores[i]
+                assert core is not None
+                j = 1 if i == 0 else 0
+                feed = Packet(CLUSTER_ID, everyone[j].node, 0, Feed(everyone))
+                self._run(i, core.handle_datagram(self.now, addr_of(j), feed))
 
     def crash(self, i: int) -> None:
         """Stop node ``i`` without a word."""
@@ -186,7 +194,8 @@ class Simulation:
 
     def run_until(self, t: float) -> None:
         """Advance virtual time to ``t``."""
-        self.scheduler.run_until(t)
+        with _gc_paused():
+            self.scheduler.run_until(t)
 
     def run_until_converged(self, deadline: float, step: float = 0.5) -> float | None:
         """Advance in ``step``s until ``converged``; the time it happened, or None."""
@@ -304,3 +313,15 @@ class Simulation:
 
 def _call(action: Callable[[], None]) -> None:
     action()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (see the module doc); restore it as it was."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

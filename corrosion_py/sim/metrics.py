@@ -13,7 +13,8 @@ Definitions (reference/swim.md §5):
   observer; counted per observer report and once per (member, incarnation), split into healthy
   and slow victims. A death across a partition is expected and counted apart;
 - **false suspicion**: MemberSuspect about a member that is up and reachable both ways; counted
-  once per (member, incarnation), which is once per suspicion the member had to refute;
+  once per (member, incarnation), which is once per suspicion the member had to refute, and
+  split into healthy and slow victims like false deaths;
 - **bytes per node per second**: encoded bytes sent (lost datagrams included) per live node,
   over the measurement window;
 - **dissemination**: the time from a change (a leave) to each live node reporting it, also
@@ -85,6 +86,8 @@ class Metrics:
         """False deaths whose victim was a slow node (included in ``false_deaths``)."""
         self.false_suspicions = 0
         """Suspicions of members up and reachable, once per (member, incarnation)."""
+        self.false_suspicions_slow = 0
+        """False suspicions whose victim was a slow node (included in ``false_suspicions``)."""
         self.false_suspicion_reports = 0
         """The same, counted per observer report."""
         self._suspected: set[tuple[int, int]] = set()
@@ -138,6 +141,7 @@ class Metrics:
                 if (member, incarnation) not in self._suspected:
                     self._suspected.add((member, incarnation))
                     self.false_suspicions += 1
+                    self.false_suspicions_slow += slow
             elif not member_up:
                 for i in self._open.get((member, "MemberDown"), ()):
                     self.suspects.setdefault(i, now - self.crashes[i].since)

@@ -11,8 +11,9 @@ and a warm-up that lets the start's alive rumours drain before anything is measu
 - ``partition``: split the cluster 50/50 for ``seconds``, heal, and time until every node sees
   every other alive again (each side declaring the other dead meanwhile is expected);
 - ``slow-node``: 5% of the nodes (at least one) get inbound delays of 0.5-2.5 s; false deaths
-  and suspicions with Lifeguard, and with the Lifeguard parts a config can switch off (local
-  health and the dynamic suspicion timeout; the buddy system stays) on the same seed;
+  and suspicions with Lifeguard and without it (``lifeguard_off``) on the same seed, split by
+  victim: suspicions of the starved nodes themselves are deserved in both arms (they do miss
+  their acks), Lifeguard's gain shows in the suspicions of healthy nodes;
 - ``dissemination``: one node leaves gracefully; the time (and gossip rounds) until every live
   node reports it left.
 """
@@ -94,6 +95,7 @@ def _health(sim: Simulation, values: dict[str, float], lines: list[str]) -> None
         false_death_victims=len(m.false_death_victims),
         false_deaths_slow=m.false_deaths_slow,
         false_suspicions=m.false_suspicions,
+        false_suspicions_slow=m.false_suspicions_slow,
         false_suspicion_reports=m.false_suspicion_reports,
         bytes_per_node_s=mean,
         bytes_per_node_s_max=peak,
@@ -102,7 +104,8 @@ def _health(sim: Simulation, values: dict[str, float], lines: list[str]) -> None
     lines.append(
         f"false deaths: {m.false_deaths} reports about {len(m.false_death_victims)} "
         f"(member, incarnation) ({m.false_deaths_slow} of slow nodes); "
-        f"false suspicions: {m.false_suspicions} ({m.false_suspicion_reports} observer reports)"
+        f"false suspicions: {m.false_suspicions} ({m.false_suspicions_slow} of slow nodes; "
+        f"{m.false_suspicion_reports} observer reports)"
     )
     lines.append(
         f"traffic per node: {mean / 1000:.2f} KB/s mean, {peak / 1000:.2f} KB/s max, "
@@ -217,19 +220,28 @@ def slow_node(p: Params) -> Report:
         "with Lifeguard:",
     ]
     _health(sim, values, lines)
-    m = off.metrics
-    ratio = m.false_suspicions / max(1, sim.metrics.false_suspicions)
+    on, m = sim.metrics, off.metrics
+    ratio = m.false_suspicions / max(1, on.false_suspicions)
+    healthy_on = on.false_suspicions - on.false_suspicions_slow
+    healthy_off = m.false_suspicions - m.false_suspicions_slow
+    healthy_ratio = healthy_off / max(1, healthy_on)
+    slow_ratio = m.false_suspicions_slow / max(1, on.false_suspicions_slow)
     values.update(
         off_false_deaths=m.false_deaths,
         off_false_deaths_slow=m.false_deaths_slow,
         off_false_suspicions=m.false_suspicions,
+        off_false_suspicions_slow=m.false_suspicions_slow,
         suspicion_ratio=ratio,
+        healthy_suspicion_ratio=healthy_ratio,
+        slow_suspicion_ratio=slow_ratio,
     )
     lines += [
         "without Lifeguard (same seed):",
         f"false deaths: {m.false_deaths} ({m.false_deaths_slow} of slow nodes); "
-        f"false suspicions: {m.false_suspicions}",
-        f"false suspicions off/on: {ratio:.1f}x",
+        f"false suspicions: {m.false_suspicions} ({m.false_suspicions_slow} of slow nodes)",
+        f"false suspicions off/on: {ratio:.1f}x overall; of healthy nodes {healthy_off}/"
+        f"{healthy_on} = {healthy_ratio:.1f}x; of slow nodes {m.false_suspicions_slow}/"
+        f"{on.false_suspicions_slow} = {slow_ratio:.1f}x",
     ]
     report = _report("slow-node", p, sim, values, lines, started)
     return attrs.evolve(report, sim_seconds=sim.now + off.now)

@@ -278,14 +278,14 @@ class Swim:
             # incarnation never wins, and at the same incarnation only a worse state does (or a
             # suspect meeting a suspect, which may confirm it).
             m = get(r.node.actor_id)
-            if m is not None and (
-                r.incarnation < m.incarnation
-                or (
-                    r.incarnation == m.incarnation
-                    and (r.state < m.state or (r.state is m.state and m.state is not SUSPECT))
-                )
-            ):
-                continue
+            if m is not None:
+                inc, held = r.incarnation, m.incarnation
+                if inc < held:
+                    continue
+                if inc == held:
+                    state = r.state
+                    if state < m.state or (state is m.state and state is not SUSPECT):
+                        continue
             self._apply(now, r)
         body = packet.body
         if type(body) is Gossip:  # by far the most common body: checked first, by exact type
@@ -617,7 +617,7 @@ class Swim:
 
     def _bare_size(self, body: Body) -> int:
         """Encoded size of a packet with ``body`` and no rumours; that of Gossip, the most
-        common body, is kept per incarnation."""
+        common body, is kept per incarnation (a core's node and cluster id never change)."""
         if type(body) is not Gossip:
             return packet_size(Packet(self.cluster_id, self.node, self.incarnation, body))
         if self._gossip_size[0] != self.incarnation:

@@ -57,33 +57,40 @@ class _Bucket:
         i = bisect.bisect_left(self.keys, -entry.serial)
         del self.keys[i], self.entries[i]
 
-    def pop(self, picked: list[int]) -> list[_Entry]:
-        """Remove and return the entries at the ascending positions ``picked``."""
+    def pop(self, picked: list[int]) -> tuple[list[int], list[_Entry]]:
+        """Remove the entries at the ascending positions ``picked``; their keys and entries."""
         n = len(picked)
+        keys, entries = self.keys, self.entries
         if picked[-1] == n - 1:  # the first n: the usual case, a packet takes the newest
-            out = self.entries[:n]
-            del self.keys[:n], self.entries[:n]
+            out = keys[:n], entries[:n]
+            del keys[:n], entries[:n]
             return out
-        out = [self.entries[i] for i in picked]
+        out = [keys[i] for i in picked], [entries[i] for i in picked]
         for i in reversed(picked):
-            del self.keys[i], self.entries[i]
+            del keys[i], entries[i]
         return out
 
-    def merge(self, run: list[_Entry]) -> None:
-        """Add ``run``, entries newest first, keeping the order."""
-        keys = [-e.serial for e in run]
-        self.floor = min(self.floor, *[e.size for e in run])
-        if not self.keys or keys[0] > self.keys[-1]:  # all older than what is here
-            self.keys += keys
-            self.entries += run
-        elif keys[-1] < self.keys[0]:  # all newer
-            self.keys[:0] = keys
-            self.entries[:0] = run
-        else:
-            for key, entry in zip(keys, run, strict=True):
-                i = bisect.bisect_left(self.keys, key)
-                self.keys.insert(i, key)
-                self.entries.insert(i, entry)
+    def merge(self, run_keys: list[int], run: list[_Entry], floor: int) -> None:
+        """Add ``run`` (entries newest first, with their keys), whose sizes are >= ``floor``.
+
+        Each stretch of the run that falls between the same two entries here goes in as one
+        slice; a run usually splits into at most two (newer than all, older than all)."""
+        self.floor = min(self.floor, floor)
+        keys, entries = self.keys, self.entries
+        if not keys or run_keys[0] > keys[-1]:
+            keys += run_keys
+            entries += run
+            return
+        where = [bisect.bisect_left(keys, key) for key in run_keys]  # non-decreasing
+        end = len(run)
+        while end:  # from the back, so that the positions still to use stay valid
+            start = end - 1
+            while start and where[start - 1] == where[end - 1]:
+                start -= 1
+            at = where[start]
+            keys[at:at] = run_keys[start:end]
+            entries[at:at] = run[start:end]
+            end = start
 
 
 class RumourQueue:
@@ -144,18 +151,20 @@ class RumourQueue:
             if budget < self._min_size or len(taken) >= max_count:
                 break
             bucket = self._buckets[transmits]
-            if budget < bucket.floor:
+            floor = bucket.floor
+            if budget < floor:
                 continue
             picked: list[int] = []
             for i, entry in enumerate(bucket.entries):
-                if budget < entry.size:
+                size = entry.size
+                if budget < size:
                     continue
                 if len(taken) >= max_count:
                     break
-                budget -= entry.size
+                budget -= size
                 taken.append(entry)
                 picked.append(i)
-                if budget < bucket.floor:
+                if budget < floor:
                     break
             if picked:
                 moves.append((transmits, picked))
@@ -163,13 +172,13 @@ class RumourQueue:
         # first, so that a run moves into a bucket whose own run has already left it.
         for transmits, picked in reversed(moves):
             bucket = self._buckets[transmits]
-            run = bucket.pop(picked)
+            run_keys, run = bucket.pop(picked)
             if not bucket.keys:
                 del self._buckets[transmits]
             for entry in run:
                 entry.transmits += 1
             if transmits + 1 < limit:
-                self._bucket(transmits + 1).merge(run)
+                self._bucket(transmits + 1).merge(run_keys, run, bucket.floor)
             else:
                 for entry in run:
                     del self._entries[entry.rumour.node.actor_id]
