@@ -198,8 +198,10 @@ def _peak_rss_mb(agent: AgentProcess) -> float:
 
 def main() -> None:
     scale = common.start(__doc__)
-    steady(max(5, 50 // scale), 100.0, 20.0 / scale)
-    burst(max(5, 50 // scale), 10_000 // scale)
+    # 10 agents, not the 50: 50 busy Python processes cannot run on this 2-core machine
+    # (docs/benchmarks.md has the 50-agent attempt).
+    steady(max(5, 10 // scale), 100.0, 15.0 / scale)
+    burst(max(5, 10 // scale), 10_000 // scale)
     catch_up(500_000 // scale)
 
 

@@ -49,7 +49,7 @@ from corrosion_py.store.store import Statement, Store, TxResult
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
-from corrosion_py.wire.swim import SWIM_TAGS, Addr
+from corrosion_py.wire.swim import SWIM_TAGS, Addr, format_addr, parse_addr
 
 ARRIVALS_KEPT = 100_000
 
@@ -186,11 +186,11 @@ class Agent:
         nursery.start_soon(trio.serve_listeners, self.sync_server.serve, listeners)
         nursery.start_soon(self._save_members_loop)
         known = [
-            _parse_addr(r.address)
+            r.address
             for r in saved
             if r.actor_id != self.store.actor_id and r.state in ("alive", "suspect")
         ]
-        bootstrap = [*self.config.bootstrap, *(a for a in known if a is not None)]
+        bootstrap = [*self.config.bootstrap, *_addrs_or_skip(known)]
         await self.membership.join(list(dict.fromkeys(bootstrap)))
         await nursery.start(self.syncer.run)
 
@@ -293,19 +293,21 @@ class Agent:
         core = self.membership.core
         now = time.time_ns()
         own = MemberRecord(
-            core.actor_id, _format_addr(core.node.addr), "alive", core.incarnation, now
+            core.actor_id, format_addr(core.node.addr), "alive", core.incarnation, now
         )
         records = [own] + [
-            MemberRecord(m.actor_id, _format_addr(m.addr), _STATES[m.state], m.incarnation, now)
+            MemberRecord(m.actor_id, format_addr(m.addr), _STATES[m.state], m.incarnation, now)
             for m in core.members()
         ]
         await self.store.save_members(records)
 
 
-def _format_addr(addr: Addr) -> str:
-    return f"{addr[0]}:{addr[1]}"
-
-
-def _parse_addr(text: str) -> Addr | None:
-    host, _, port = text.rpartition(":")
-    return (host, int(port)) if host and port.isdigit() else None
+def _addrs_or_skip(texts: Sequence[str]) -> list[Addr]:
+    """Saved addresses; one that does not parse (a damaged row) is skipped, not fatal."""
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_addr(text))
+        except ValueError:
+            continue
+    return out

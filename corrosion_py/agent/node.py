@@ -34,16 +34,9 @@ from corrosion_py.agent.agent import Agent, AgentConfig
 from corrosion_py.errors import CorrosionError
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.swim.config import LAN, LOCAL, WAN
-from corrosion_py.wire.swim import Addr
+from corrosion_py.wire.swim import parse_addr
 
 PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
-
-
-def _addr(text: str) -> Addr:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
 
 
 def emit(**fields: Any) -> None:
@@ -95,7 +88,7 @@ async def _answer(agent: Agent, command: dict[str, Any]) -> dict[str, Any]:
         agent.arrivals.clear()
         return {"arrivals": [[a.hex(), v, t] for a, v, t in taken]}
     if "block" in command:
-        agent.block([_addr(a) for a in command["block"]])
+        agent.block([parse_addr(a) for a in command["block"]])
         return {"blocked": len(command["block"])}
     raise ValueError(f"unknown command {sorted(command)}")
 
@@ -108,7 +101,7 @@ async def _commands(agent: Agent, done: trio.CancelScope) -> None:
             if not isinstance(command, dict):
                 raise ValueError("a command is a JSON object")
             reply = await _answer(agent, command)
-        except (ValueError, TypeError, argparse.ArgumentTypeError, CorrosionError) as e:
+        except (ValueError, TypeError, CorrosionError) as e:
             reply = {"error": str(e)}
         emit(id=command.get("id") if isinstance(command, dict) else None, **reply)
     done.cancel()
@@ -141,8 +134,8 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--schema", type=Path, nargs="*", default=[])
-    parser.add_argument("--gossip", type=_addr, default=("127.0.0.1", 0))
-    parser.add_argument("--bootstrap", type=_addr, nargs="*", default=[])
+    parser.add_argument("--gossip", type=parse_addr, default=("127.0.0.1", 0))
+    parser.add_argument("--bootstrap", type=parse_addr, nargs="*", default=[])
     parser.add_argument("--cluster-id", type=int, default=0)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="local")
     parser.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped")

@@ -33,6 +33,7 @@ from corrosion_py.swim.events import (
     MemberSuspect,
     MemberUp,
 )
+from corrosion_py.wire.swim import parse_addr
 
 PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
 NAMES = {
@@ -43,13 +44,6 @@ NAMES = {
     MemberLeft: "left",
     MemberRejoined: "rejoined",
 }
-
-
-def _addr(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
 
 
 def emit(**fields: object) -> None:
@@ -96,7 +90,7 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--join", type=_addr, nargs="*", default=[], metavar="HOST:PORT")
+    parser.add_argument("--join", type=parse_addr, nargs="*", default=[], metavar="HOST:PORT")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--cluster-id", type=int, default=0)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="local")

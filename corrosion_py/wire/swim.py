@@ -62,6 +62,20 @@ from corrosion_py.wire.schema import I64_MAX, _actor, _array, _int, _kind, _list
 Addr: TypeAlias = tuple[str, int]
 """A gossip address: (host, port)."""
 
+
+def parse_addr(text: str) -> Addr:
+    """``HOST:PORT`` as an address (the host may itself hold colons, as IPv6 does)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def format_addr(addr: Addr) -> str:
+    """An address as ``HOST:PORT``."""
+    return f"{addr[0]}:{addr[1]}"
+
+
 MAX_DATAGRAM = 65_507
 """Default input limit of ``decode_packet``: the largest UDP payload."""
 MAX_HOST_LEN = 253
