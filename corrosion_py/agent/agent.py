@@ -151,7 +151,7 @@ class Agent:
             lambda: Store.open(config.db_path, schema_paths=config.schema_paths)
         )
         try:
-            saved = store.load_members()
+            saved = await trio.to_thread.run_sync(store.load_members, limiter=store.read_limiter)
             own = [r for r in saved if r.actor_id == store.actor_id]
             incarnation = own[0].incarnation + 1 if own else 0
             host, port = config.gossip_addr
@@ -171,7 +171,8 @@ class Agent:
                         await agent._shutdown()
                     nursery.cancel_scope.cancel()
         finally:
-            store.close()
+            with trio.CancelScope(shield=True):  # a cancelled stop must still close the file
+                await trio.to_thread.run_sync(store.close)
 
     async def _start(
         self,
