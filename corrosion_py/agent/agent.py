@@ -45,7 +45,8 @@ from corrosion_py.net.sync import SyncServer
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.members import MemberRecord
-from corrosion_py.store.store import Statement, Store, TxResult
+from corrosion_py.store.store import Params, Statement, Store, TxResult
+from corrosion_py.subs import Event, SubsConfig, Subscription, SubscriptionManager
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
@@ -90,6 +91,15 @@ class AgentConfig:
     ``blocked`` links also cut the sync and push-pull streams this node opens."""
     seed: int | None = None
     """Seeds the agent's random choices (tests); None draws from the OS."""
+    api_addr: Addr | None = None
+    """Where the HTTP API listens (port 0 picks a free port); None runs no HTTP server."""
+    api_token: str | None = None
+    """When set, every HTTP request needs ``Authorization: Bearer <token>`` (else 401)."""
+    subscriptions_path: Path | None = attrs.field(
+        default=None, converter=attrs.converters.optional(Path)
+    )
+    """The subscriptions' file (None: ``<db_path>.subs.db`` beside the database)."""
+    subs: SubsConfig = attrs.Factory(SubsConfig)
 
 
 class Agent:
@@ -139,7 +149,13 @@ class Agent:
             blocked=lambda addr: (endpoint.addr, addr) in endpoint.faults.blocked,
         )
         self.sync_server = SyncServer(store, config.cluster_id, push_pull=self._serve_push_pull)
+        subs_path = config.subscriptions_path or config.db_path.with_name(
+            config.db_path.name + ".subs.db"
+        )
+        self.subs = SubscriptionManager(store, subs_path, config.subs)
         self.stats_udp_unrouted = 0
+        self.api_addr: Addr | None = None
+        """The HTTP API's bound address once started (None when the agent serves none)."""
 
     # -- opening and closing ---------------------------------------------------------------------
 
@@ -180,6 +196,7 @@ class Agent:
         listeners: list[trio.SocketListener],
         saved: Sequence[MemberRecord],
     ) -> None:
+        await nursery.start(self.subs.run)
         await nursery.start(self.membership.run)
         await nursery.start(self.apply_queue.run)
         await nursery.start(self.gossiper.run)
@@ -194,6 +211,12 @@ class Agent:
         bootstrap = [*self.config.bootstrap, *_addrs_or_skip(known)]
         await self.membership.join(list(dict.fromkeys(bootstrap)))
         await nursery.start(self.syncer.run)
+        if self.config.api_addr is not None:
+            from corrosion_py.api.server import serve_api  # the API layer sits above the agent
+
+            self.api_addr = await nursery.start(
+                serve_api, self, self.config.api_addr, self.config.api_token
+            )
 
     async def _shutdown(self) -> None:
         with trio.move_on_after(self.config.shutdown_timeout):
@@ -222,8 +245,33 @@ class Agent:
         if result.version is not None:
             self.arrivals.append((self.actor_id, result.version, time.time()))
         if result.changeset is not None:
+            self.subs.notify(result.changeset.changes)
             await self.gossiper.local(result.changeset)
         return result
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        sql: str,
+        params: Params = (),
+        *,
+        from_change: int | None = None,
+        skip_rows: bool = False,
+    ) -> AsyncIterator[tuple[Subscription, AsyncIterator[Event]]]:
+        """A live query: yields the subscription and its events (`Columns`, `Row`s,
+        `EndOfQuery`, then a `Change` per difference; see ``Subscription.attach``)."""
+        sub, _ = await self.subs.subscribe(sql, params, existing_only=bool(from_change))
+        async with sub.attach(from_change=from_change, skip_rows=skip_rows) as events:
+            yield sub, events
+
+    async def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement, from this node's copy."""
+        return await self.store.query(sql, params)
+
+    def p99_lag(self, window: float = 120.0) -> float | None:
+        """99th percentile of seconds from a remote change's timestamp to its apply here, over
+        the last ``window`` seconds (None before any remote change arrived)."""
+        return self.apply_queue.p99_lag(window)
 
     def members(self) -> list[MemberInfo]:
         """Every other member this node knows, in any state."""
@@ -255,6 +303,7 @@ class Agent:
     # -- plumbing ----------------------------------------------------------------------------------
 
     def _applied(self, result: ApplyResult) -> None:
+        self.subs.notify(result.impactful)
         now = time.time()
         self.arrivals.extend((actor, version, now) for actor, version in result.applied)
         for actor, (start, end) in result.cleared:  # versions whose every change lost here

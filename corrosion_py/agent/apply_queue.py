@@ -13,21 +13,27 @@ Rules:
   figure) for more to arrive, then takes everything queued up to ``max_batch`` changesets and
   hands it to ``Store.apply`` (which cuts it into transactions of an adaptive size), so a
   trickle of datagrams becomes a few transactions instead of one per datagram.
-- ``depth``, ``dropped`` and the counters in ``stats`` are what health and metrics report.
+- ``depth``, ``dropped`` and the counters in ``stats`` are what health and metrics report, with
+  ``lags``: (wall time, seconds from a changeset's HLC timestamp to its apply here) of the last
+  ``LAGS_KEPT`` applied changesets, for the health endpoint's p99 lag.
 - After each apply, ``on_applied`` (if set) gets the store's result (subscriptions use its
   impactful changes later).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
 import trio
 
 from corrosion_py.store.apply import ApplyResult, Item
+from corrosion_py.store.hlc import ns_from_ntp64
 from corrosion_py.store.store import Store
 from corrosion_py.wire import Changeset
+
+LAGS_KEPT = 10_000
 
 
 class ApplyQueue:
@@ -59,6 +65,7 @@ class ApplyQueue:
         self._not_full = trio.lowlevel.ParkingLot()
         self._idle = trio.Event()
         self._idle.set()
+        self.lags: deque[tuple[float, float]] = deque(maxlen=LAGS_KEPT)
 
     @property
     def depth(self) -> int:
@@ -123,8 +130,25 @@ class ApplyQueue:
                 self._idle.set()
             self.stats["batches"] += 1
             self.stats["applied_changesets"] += len(batch)
+            self._record_lags(batch)
             if self.on_applied is not None:
                 self.on_applied(result)
+
+    def _record_lags(self, batch: Sequence[Item]) -> None:
+        now_ns = time.time_ns()
+        now = now_ns / 1e9
+        for item in batch:
+            if isinstance(item, Changeset) and item.ts:
+                self.lags.append((now, max(0.0, (now_ns - ns_from_ntp64(item.ts)) / 1e9)))
+
+    def p99_lag(self, window: float = 120.0) -> float | None:
+        """The 99th percentile of apply lags over the last ``window`` seconds; None without
+        samples."""
+        since = time.time() - window
+        recent = sorted(lag for at, lag in self.lags if at >= since)
+        if not recent:
+            return None
+        return recent[min(len(recent) - 1, int(len(recent) * 0.99))]
 
     def _queued(self, n: int) -> None:
         self.stats["queued"] += n
