@@ -4,11 +4,9 @@ subscription's events against the query run directly."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from corrosion_py.store.store import Store
@@ -42,17 +40,6 @@ QUERIES: list[tuple[str, Any]] = [
     ("SELECT a.name, m.id, m.cpus FROM apps a LEFT JOIN machines m ON m.app_id = a.id "
      "WHERE a.region = 'ams'", ()),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    schema = tmp_path / "schema.sql"
-    schema.write_text(SCHEMA)
-    st = await trio.to_thread.run_sync(lambda: Store.open(tmp_path / "n.db", schema_paths=[schema]))
-    try:
-        yield st
-    finally:
-        st.close()
 
 
 async def open_manager(
