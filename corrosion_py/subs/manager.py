@@ -486,7 +486,7 @@ async def _notifications(
     async for notify in receive:
         yield notify
     if listener.lagged:
-        raise SubscriberLagged(0)
+        raise SubscriptionClosed("listener fell too far behind and was disconnected")
 
 
 def _normalise(params: Params) -> Params:
