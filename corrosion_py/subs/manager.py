@@ -32,7 +32,7 @@ import sqlite3
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -145,21 +145,24 @@ class Subscription:
         listener = _Listener(send, after)
         self.listeners.add(listener)
         self.idle_since = None
+        events = self._events(initial, receive, listener)
         try:
-            yield self._events(initial, receive, listener)
+            yield events
         finally:
             self.listeners.discard(listener)
             send.close()
             receive.close()
             if not self.listeners:
                 self.idle_since = time.monotonic()
+            with trio.CancelScope(shield=True):
+                await events.aclose()
 
     async def _events(
         self,
         initial: list[Event],
         receive: trio.MemoryReceiveChannel[RowChange],
         listener: _Listener,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         last = listener.after
         for event in initial:
             yield event
@@ -451,8 +454,9 @@ class SubscriptionManager:
         send, receive = trio.open_memory_channel[Notify](self.config.listener_buffer)
         listener = _UpdateListener(send, len(pks))
         self._updates.setdefault(table, set()).add(listener)
+        notes = _notifications(receive, listener)
         try:
-            yield _notifications(receive, listener)
+            yield notes
         finally:
             listeners = self._updates.get(table, set())
             listeners.discard(listener)
@@ -460,6 +464,8 @@ class SubscriptionManager:
                 self._updates.pop(table, None)
             send.close()
             receive.close()
+            with trio.CancelScope(shield=True):
+                await notes.aclose()
 
     def _notify_updates(self, table: str, change: ColumnChange) -> None:
         deleted = change.cid == "-1" and change.cl % 2 == 0
@@ -482,7 +488,7 @@ class _UpdateListener:
 
 async def _notifications(
     receive: trio.MemoryReceiveChannel[Notify], listener: _UpdateListener
-) -> AsyncIterator[Notify]:
+) -> AsyncGenerator[Notify, None]:
     async for notify in receive:
         yield notify
     if listener.lagged:
