@@ -3,9 +3,10 @@
 
     python -m corrosion_py.agent.node --db n1.db --schema schema.sql [--gossip HOST:PORT]
         [--bootstrap HOST:PORT ...] [--cluster-id N] [--preset local|lan|wan] [--loss P]
-        [--sync-interval LOW HIGH] [--seed N]
+        [--sync-interval LOW HIGH] [--seed N] [--api HOST:PORT]
 
-It prints ``{"event": "ready", "gossip": "HOST:PORT", "actor": HEX}`` once running, then reads
+It prints ``{"event": "ready", "gossip": "HOST:PORT", "actor": HEX, "api": "HOST:PORT"|null}``
+once running (``api`` when ``--api`` asked for the HTTP API), then reads
 one command per line on stdin and answers on stdout with the same ``id``:
 
     {"id": 1, "tx": ["INSERT ...", ["INSERT ... VALUES (?)", [1]]]} -> {"id": 1, "version": 7}
@@ -34,7 +35,7 @@ from corrosion_py.agent.agent import Agent, AgentConfig
 from corrosion_py.errors import CorrosionError
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.swim.config import LAN, LOCAL, WAN
-from corrosion_py.wire.swim import parse_addr
+from corrosion_py.wire.swim import format_addr, parse_addr
 
 PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
 
@@ -118,11 +119,13 @@ async def main(args: argparse.Namespace) -> None:
         sync_interval=tuple(args.sync_interval),
         faults=FaultPlan(loss=args.loss),
         seed=args.seed,
+        api_addr=args.api,
     )
     with trio.CancelScope() as scope:
         async with Agent.open(config) as agent, trio.open_nursery() as nursery:
             host, port = agent.gossip_addr
-            emit(event="ready", gossip=f"{host}:{port}", actor=agent.actor_id.hex())
+            api = format_addr(agent.api_addr) if agent.api_addr is not None else None
+            emit(event="ready", gossip=f"{host}:{port}", actor=agent.actor_id.hex(), api=api)
             nursery.start_soon(_commands, agent, scope)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
@@ -141,6 +144,7 @@ def run() -> None:
     parser.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped")
     parser.add_argument("--sync-interval", type=float, nargs=2, default=[1.0, 15.0])
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--api", type=parse_addr, default=None, help="HTTP API address")
     trio.run(main, parser.parse_args())
 
 

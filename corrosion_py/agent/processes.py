@@ -34,6 +34,7 @@ class AgentProcess:
         loss: float = 0.0,
         sync_interval: tuple[float, float] = (0.5, 2.0),
         cluster_id: int = 0,
+        api: str | None = None,
     ) -> None:
         self.db = db
         self.args = [
@@ -42,6 +43,10 @@ class AgentProcess:
             "--cluster-id", str(cluster_id),
             "--sync-interval", str(sync_interval[0]), str(sync_interval[1]),
         ]  # fmt: skip
+        if api is not None:
+            self.args += ["--api", api]
+        self.api: str | None = None
+        """The HTTP API's bound HOST:PORT once started (when ``api`` was given)."""
         self.bootstrap = list(bootstrap)
         self.gossip = gossip
         self.proc: subprocess.Popen[str] | None = None
@@ -62,6 +67,7 @@ class AgentProcess:
         if hello.get("event") != "ready":
             raise RuntimeError(f"agent did not start: {hello}")
         self.gossip, self.actor = str(hello["gossip"]), str(hello["actor"])
+        self.api = hello.get("api")
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None

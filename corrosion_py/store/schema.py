@@ -15,6 +15,10 @@ tests/store/test_schema.py):
   was applied before (recorded in ``__corro_schema``).
 - Everything happens in one transaction, recorded in ``__corro_schema`` in the same one; any
   refusal raises `SchemaError` and changes nothing. Applying the same files twice writes nothing.
+- Statements can also come as text (`SchemaText`, named like a file, e.g. ``<api>``), and
+  `apply_schema_statements` applies some on top of the schema recorded in the database (the
+  HTTP API's migrations): a table or index they define replaces its recorded definition, the
+  rest stays as recorded, and the same rules judge the whole.
 
 Theory of operation: SQLite itself is the parser. Every statement runs in a scratch in-memory
 database; the shapes of the resulting tables and indexes are read back with PRAGMAs from the
@@ -37,7 +41,15 @@ import attrs
 from corrosion_py import crdt
 from corrosion_py.errors import CorrosionError
 
-__all__ = ["SchemaError", "SchemaResult", "SchemaStatement", "apply_schema", "load_schema"]
+__all__ = [
+    "SchemaError",
+    "SchemaResult",
+    "SchemaStatement",
+    "SchemaText",
+    "apply_schema",
+    "apply_schema_statements",
+    "load_schema",
+]
 
 SCHEMA_TABLE = "__corro_schema"
 SCHEMA_TABLE_DDL = (
@@ -89,6 +101,18 @@ class SchemaStatement:
 
 
 @attrs.frozen
+class SchemaText:
+    """Schema statements given as text instead of a file. ``name`` stands for the file: in
+    messages and as the source recorded in ``__corro_schema``."""
+
+    name: str
+    text: str
+
+
+Source = str | Path | SchemaText
+
+
+@attrs.frozen
 class SchemaResult:
     """What `apply_schema` wrote. Empty (``changed`` False) when the database already matched."""
 
@@ -109,14 +133,14 @@ class SchemaResult:
         )
 
 
-def load_schema(paths: Sequence[str | Path]) -> list[SchemaStatement]:
+def load_schema(paths: Sequence[Source]) -> list[SchemaStatement]:
     """Read and check schema files (each path a file, or a directory of ``*.sql``); raise
     `SchemaError` naming the file and line of the first statement that is refused."""
     with _load(paths) as loaded:
         return list(loaded.statements)
 
 
-def apply_schema(conn: sqlite3.Connection, paths: Sequence[str | Path]) -> SchemaResult:
+def apply_schema(conn: sqlite3.Connection, paths: Sequence[Source]) -> SchemaResult:
     """Bring the live database to the schema of the files, additively and in one transaction.
 
     ``conn`` is a stdlib connection with ``isolation_level=None`` on which ``crdt.init`` ran. An
@@ -126,6 +150,64 @@ def apply_schema(conn: sqlite3.Connection, paths: Sequence[str | Path]) -> Schem
     with _load(paths) as loaded, _write_transaction(conn):
         plan = _plan(conn, loaded)
         return _execute(conn, plan)
+
+
+def apply_schema_statements(
+    conn: sqlite3.Connection, statements: Sequence[str], source: str = "<api>"
+) -> SchemaResult:
+    """Apply ``statements`` (each a string of one or more statements, a final ``;`` optional) on
+    top of the schema recorded in ``__corro_schema``, by `apply_schema`'s rules.
+
+    A table or index they define replaces the recorded statement of that name, in its place (so
+    a table can gain columns and keep its indexes after it); new ones go at the end; everything
+    else is kept as recorded. The new statements are recorded with ``source`` as their file, so
+    they must also reach the schema files before the node restarts with those files (a table
+    missing from them is refused as dropped).
+    """
+    new = [
+        (_key(sql), SchemaText(source, _terminated(sql)))
+        for text in statements
+        for _, sql in _split(_terminated(text), source)
+    ]
+    with _write_transaction(conn):
+        sources: list[SchemaText] = []
+        placed: set[int] = set()
+        for kind, name, sql, recorded_source in _recorded(conn):
+            key = (kind, name.lower())
+            index = next((i for i, (k, _) in enumerate(new) if k == key and i not in placed), None)
+            if index is None:
+                sources.append(SchemaText(recorded_source, _terminated(sql)))
+            else:
+                sources.append(new[index][1])
+                placed.add(index)
+        sources += [text for i, (_, text) in enumerate(new) if i not in placed]
+        with _load(sources) as loaded:
+            plan = _plan(conn, loaded)
+            return _execute(conn, plan)
+
+
+def _key(sql: str) -> tuple[str, str] | None:
+    """(kind, lower-cased name) of what a statement creates; None when that cannot be told or
+    the statement is refused (loading it then says why, naming the statement)."""
+    try:
+        kind, name = _classify(sql)
+    except ValueError:
+        return None
+    return None if name is None else (kind, name.lower())
+
+
+def _terminated(sql: str) -> str:
+    """One statement text ending with a ``;`` on a line of its own (after any trailing
+    comment); an extra empty statement is skipped by `_split`."""
+    return sql + "\n;\n"
+
+
+def _recorded(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
+    """(kind, name, sql, source) of every statement applied before, in the order applied."""
+    if _live_object(conn, SCHEMA_TABLE) is None:
+        return []
+    rows = conn.execute(f"SELECT type, name, sql, source FROM {SCHEMA_TABLE} ORDER BY rowid")
+    return [(str(t), str(n), str(q), str(s)) for t, n, q, s in rows]
 
 
 # -- text: tokens and statements ---------------------------------------------------------------
@@ -230,9 +312,12 @@ class _Loaded:
     scratch: sqlite3.Connection
 
 
-def _files(paths: Sequence[str | Path]) -> list[Path]:
-    out: list[Path] = []
+def _files(paths: Sequence[Source]) -> list[Path | SchemaText]:
+    out: list[Path | SchemaText] = []
     for given in paths:
+        if isinstance(given, SchemaText):
+            out.append(given)
+            continue
         path = Path(given)
         if path.is_dir():
             try:
@@ -249,7 +334,9 @@ def _files(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def _read(path: Path) -> str:
+def _read(path: Path | SchemaText) -> str:
+    if isinstance(path, SchemaText):
+        return path.text
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -311,14 +398,14 @@ def _classify(sql: str) -> tuple[Kind, str | None]:
 
 
 @contextmanager
-def _load(paths: Sequence[str | Path]) -> Iterator[_Loaded]:
+def _load(paths: Sequence[Source]) -> Iterator[_Loaded]:
     """Run every statement of every file, in order, in a scratch in-memory database."""
     scratch = sqlite3.connect(":memory:", isolation_level=None)
     try:
         statements: list[SchemaStatement] = []
         seen: dict[str, SchemaStatement] = {}  # lower-cased name -> where it was defined
         for path in _files(paths):
-            file = str(path)
+            file = path.name if isinstance(path, SchemaText) else str(path)
             for line, sql in _split(_read(path), file):
                 stmt = _load_statement(scratch, file, line, sql, seen)
                 seen[stmt.name.lower()] = stmt

@@ -9,10 +9,13 @@ trio CapacityLimiter, so trio code never blocks its event loop.
 from __future__ import annotations
 
 import itertools
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +33,7 @@ from corrosion_py.store.bookkeeping import BookedVersions
 from corrosion_py.store.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
 from corrosion_py.store.hlc import HLC, ClockDriftError
 from corrosion_py.store.members import MemberRecord
-from corrosion_py.store.schema import SchemaResult, apply_schema
+from corrosion_py.store.schema import SchemaResult, apply_schema, apply_schema_statements
 from corrosion_py.store.sync import Need, Server, compute_needs, sync_state
 from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD
 from corrosion_py.wire.codec import encoded_change_size as size_of_change
@@ -56,12 +59,32 @@ MAX_GROUP = 256  # local transactions per group commit
 @attrs.frozen
 class TxResult:
     """A committed local transaction: rows affected per statement, its version (None when it
-    changed nothing replicated) and its changeset (None likewise)."""
+    changed nothing replicated), its changeset (None likewise), its duration and the duration of
+    each statement (seconds)."""
 
     rows_affected: list[int]
     version: int | None
     changeset: Changeset | None
     elapsed: float
+    times: list[float] = attrs.Factory(list)
+
+
+_TX_TIMEOUT: ContextVar[float | None] = ContextVar("corro_tx_timeout", default=None)
+
+
+@contextmanager
+def transaction_timeout(seconds: float | None) -> Iterator[None]:
+    """Local transactions submitted inside this block (by this task: `Store.transaction`, or
+    ``Agent.transaction`` which calls it) are interrupted once ``seconds`` have passed since
+    their submission, waiting for the writer included; the interrupted one fails with a
+    `StatementError` and is rolled back (the others of its group commit are not touched).
+    None (or 0) means no limit. A context variable, so callers above the store (the HTTP API)
+    can bound a transaction without every layer in between passing it along."""
+    token = _TX_TIMEOUT.set(seconds or None)
+    try:
+        yield
+    finally:
+        _TX_TIMEOUT.reset(token)
 
 
 @attrs.define
@@ -70,6 +93,34 @@ class _TxRequest:
     result: TxResult | None = None
     error: BaseException | None = None
     done: bool = False
+    timeout: float | None = attrs.Factory(_TX_TIMEOUT.get)
+    deadline: float | None = None  # time.monotonic() after which the transaction is interrupted
+
+    def __attrs_post_init__(self) -> None:
+        if self.timeout is not None:
+            self.deadline = time.monotonic() + self.timeout
+
+
+# A local transaction only reads and writes rows. Transaction control would end the group
+# commit's SQLite transaction under the engine (half a version committed, bookkeeping skipped),
+# ATTACH would stay on the writer, and schema changes go through the schema rules
+# (`apply_schema`). The statement kind is its first keyword (SQLite's grammar), so this check
+# needs no parse; whatever passes is one of these seven kinds.
+_ALLOWED_KINDS = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE", "SELECT", "VALUES", "WITH"})
+_FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?(?:\*/|\Z))*(\w+)?", re.DOTALL)
+
+
+def _refused_kind(sql: str) -> str | None:
+    """Why a statement may not run in a local transaction (None when it may)."""
+    match = _FIRST_WORD.match(sql)
+    word = (match.group(1) or "") if match else ""
+    if not word or word.upper() in _ALLOWED_KINDS:
+        return None
+    return (
+        f"{word.upper()} statements are not allowed in a transaction (only INSERT, REPLACE, "
+        "UPDATE, DELETE, SELECT, VALUES and WITH; schema changes go through the schema files "
+        "or migrations)"
+    )
 
 
 def _split(stmt: Statement) -> tuple[str, Params]:
@@ -77,6 +128,10 @@ def _split(stmt: Statement) -> tuple[str, Params]:
         return stmt, ()
     sql, params = stmt
     return sql, params
+
+
+def _timed_out(timeout: float | None) -> str:
+    return f"interrupted: the transaction timed out after {timeout:g} s and was rolled back"
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -239,6 +294,24 @@ class Store:
             self.apply_schema_sync, paths, limiter=self.write_limiter
         )
 
+    def apply_schema_statements_sync(
+        self, statements: Sequence[str], source: str = "<api>"
+    ) -> SchemaResult:
+        """Apply schema statements given as text on top of the schema recorded in the database
+        (`schema.apply_schema_statements`: same rules, one transaction)."""
+        with self._write_lock:
+            result = apply_schema_statements(self._writer, statements, source)
+        if result.changed:
+            self.retry_quarantined_sync()
+        return result
+
+    async def apply_schema_statements(
+        self, statements: Sequence[str], source: str = "<api>"
+    ) -> SchemaResult:
+        return await trio.to_thread.run_sync(
+            self.apply_schema_statements_sync, statements, source, limiter=self.write_limiter
+        )
+
     # -- local writes -------------------------------------------------------------------------
     def transaction_sync(self, statements: Sequence[Statement]) -> TxResult:
         """Run statements atomically as one version of this actor."""
@@ -279,7 +352,7 @@ class Store:
             try:
                 for request in group:
                     try:
-                        request.result = self._run_one(request.statements)
+                        request.result = self._run_one(request)
                     except StatementError as exc:
                         request.error = exc
                 conn.execute("COMMIT")
@@ -299,19 +372,30 @@ class Store:
                         booked.record(request.result.version, request.result.version)
                 self.bookie[self.actor_id] = booked
 
-    def _run_one(self, statements: Sequence[Statement]) -> TxResult:
+    def _run_one(self, request: _TxRequest) -> TxResult:
         """One local transaction inside the group's SQLite transaction (a savepoint)."""
         started = time.perf_counter()
         conn = self._writer
         ts = self.hlc.now(self.clock())
         affected: list[int] = []
-        with crdt.transaction(conn) as tx:
-            for index, stmt in enumerate(statements):
+        times: list[float] = []
+        with crdt.transaction(conn) as tx, self._deadline(request):
+            for index, stmt in enumerate(request.statements):
                 sql, params = _split(stmt)
+                refused = _refused_kind(sql)
+                if refused is not None:
+                    raise StatementError(index, sql, refused)
+                if request.deadline is not None and time.monotonic() >= request.deadline:
+                    raise StatementError(index, sql, _timed_out(request.timeout))
+                begun = time.perf_counter()
                 try:
                     affected.append(conn.execute(sql, params).rowcount)
                 except (sqlite3.Error, ValueError, OverflowError) as exc:
-                    raise StatementError(index, sql, str(exc)) from exc
+                    message = str(exc)
+                    if request.deadline is not None and time.monotonic() >= request.deadline:
+                        message = _timed_out(request.timeout)
+                    raise StatementError(index, sql, message) from exc
+                times.append(time.perf_counter() - begun)
         changeset = None
         if tx.version is not None:
             changes = crdt.changes(
@@ -321,7 +405,21 @@ class Store:
             changeset = Changeset(
                 self.actor_id, tx.version, tuple(changes), (0, last_seq), last_seq, ts
             )
-        return TxResult(affected, tx.version, changeset, time.perf_counter() - started)
+        return TxResult(affected, tx.version, changeset, time.perf_counter() - started, times)
+
+    @contextmanager
+    def _deadline(self, request: _TxRequest) -> Iterator[None]:
+        """While the request's statements run, SQLite interrupts them once its deadline passed
+        (a progress handler: the statement fails with "interrupted", its savepoint rolls back)."""
+        deadline = request.deadline
+        if deadline is None:
+            yield
+            return
+        self._writer.set_progress_handler(lambda: time.monotonic() >= deadline, 1000)
+        try:
+            yield
+        finally:
+            self._writer.set_progress_handler(None, 0)
 
     def pieces(self, changeset: Changeset, budget: int | None = None) -> Iterator[Changeset]:
         """A changeset cut into pieces that each fit ``budget`` bytes encoded."""

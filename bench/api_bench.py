@@ -1,0 +1,446 @@
+"""The HTTP API and subscriptions (issue 6's performance section), each against a baseline run in
+the same process:
+
+1. local commit -> subscription event at an HTTP client (p50, p99), against a bare
+   hypercorn+starlette NDJSON stream pushing a line (same process, same client);
+2. 1,000 concurrent subscribers on one node (a separate agent process) while one write lands
+   every 10 ms: do they all keep up (every change, no disconnect), with what lag;
+3. /v1/queries streaming 1M rows: rows/s at the client and the server's peak RSS, against
+   iterating the same rows with sqlite3 in this process;
+4. /v1/transactions requests/s from one client, against a bare hypercorn+starlette JSON
+   endpoint (its own process, like the agent).
+
+Run with `make bench` (or `python bench/api_bench.py --quick`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import common
+import h11
+import httpx
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from hypercorn.typing import ASGIFramework
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from corrosion_py.agent import Agent, AgentConfig
+from corrosion_py.agent.processes import AgentProcess
+from corrosion_py.swim import LOCAL
+
+SCHEMA = """
+CREATE TABLE machines (id TEXT PRIMARY KEY NOT NULL, app_id INTEGER, state TEXT,
+                       seq INTEGER);
+CREATE TABLE big (id INTEGER PRIMARY KEY NOT NULL, name TEXT, value INTEGER);
+"""
+UPSERT = (
+    "INSERT INTO machines (id, app_id, state, seq) VALUES (?, ?, 'started', ?) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq"
+)
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def hypercorn_config() -> Config:
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.keep_alive_max_requests = 10**9
+    return config
+
+
+# -- 1. commit -> event latency ------------------------------------------------------------------
+
+
+async def _stream_latency(url: str, body: Any, n: int, fire: Any) -> list[float]:
+    """Open ``url`` as an NDJSON stream, wait for its initial lines, then ``n`` times: call
+    ``fire(i)`` and time until the next line arrives."""
+    lags = []
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client,
+        client.stream("POST", url, json=body) as response,
+    ):
+        lines = response.aiter_lines()
+        if body is not None:  # a subscription: skip columns, rows, eoq
+            async for line in lines:
+                if line.startswith('{"eoq"'):
+                    break
+        for i in range(n):
+            await fire(i)
+            fired = time.perf_counter()
+            await lines.__anext__()
+            lags.append(time.perf_counter() - fired)
+            await trio.sleep(0.002)
+    return lags
+
+
+async def latency(n: int) -> tuple[list[float], list[float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = Path(tmp) / "schema.sql"
+        schema.write_text(SCHEMA)
+        config = AgentConfig(
+            db_path=Path(tmp) / "n.db", schema_paths=[schema], swim=LOCAL,
+            api_addr=("127.0.0.1", 0),
+        )  # fmt: skip
+        async with Agent.open(config) as agent:
+            assert agent.api_addr is not None
+            host, port = agent.api_addr
+
+            async def write(i: int) -> None:
+                await agent.transaction([(UPSERT, [f"m{i}", 1, i])])
+
+            ours = await _stream_latency(
+                f"http://{host}:{port}/v1/subscriptions",
+                "SELECT id, seq FROM machines WHERE app_id = 1",
+                n,
+                write,
+            )
+
+    send, receive = trio.open_memory_channel[bytes](100)
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for line in receive:
+            yield line
+
+    async def stream(request: Request) -> StreamingResponse:
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    app = Starlette(routes=[Route("/stream", stream, methods=["POST"])])
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        [url] = await nursery.start(
+            lambda task_status: serve(
+                cast(ASGIFramework, app), hypercorn_config(), shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+        )  # fmt: skip
+
+        async def push(i: int) -> None:
+            await send.send(b'{"change":["update",1,["m1",%d],%d]}\n' % (i, i))
+
+        bare = await _stream_latency(url + "/stream", None, n, push)
+        send.close()
+        stop.set()
+    return ours, bare
+
+
+# -- 2. many subscribers ---------------------------------------------------------------------------
+
+
+class Subscriber:
+    """One raw HTTP/1.1 subscription stream (h11 on a trio socket: 1,000 of them stay cheap)."""
+
+    def __init__(self, host: str, port: int, sql: str) -> None:
+        self.host, self.port, self.sql = host, port, sql
+        self.lags: list[float] = []
+        self.seqs: set[int] = set()
+        self.last_change = 0
+        self.gaps = 0
+        self.error: str | None = None
+        self.ready = trio.Event()
+
+    async def run(self, written: dict[int, float]) -> None:
+        conn = h11.Connection(h11.CLIENT)
+        body = json.dumps(self.sql).encode()
+        async with await trio.open_tcp_stream(self.host, self.port) as stream:
+            request = h11.Request(
+                method="POST", target="/v1/subscriptions",
+                headers=[("host", self.host), ("content-type", "application/json"),
+                         ("content-length", str(len(body)))],
+            )  # fmt: skip
+            await stream.send_all(conn.send(request) + conn.send(h11.Data(data=body)))
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            buffer = b""
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        self.error = self.error or "connection closed"
+                        return
+                    conn.receive_data(data)
+                    continue
+                if isinstance(event, h11.Response) and event.status_code != 200:
+                    self.error = f"status {event.status_code}"
+                elif isinstance(event, h11.Data):
+                    buffer += event.data
+                    *complete, buffer = buffer.split(b"\n")
+                    now = time.perf_counter()
+                    for line in complete:
+                        self._line(json.loads(line), now, written)
+                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    self.error = self.error or "stream ended"
+                    return
+
+    def _line(self, obj: dict[str, Any], now: float, written: dict[int, float]) -> None:
+        if "eoq" in obj:
+            self.last_change = obj["eoq"]["change_id"]
+            self.ready.set()
+        elif "change" in obj:
+            _, _, cells, change_id = obj["change"]
+            if change_id != self.last_change + 1:
+                self.gaps += 1
+            self.last_change = change_id
+            seq = cells[1]
+            self.seqs.add(seq)
+            if seq in written:
+                self.lags.append(now - written[seq])
+        elif "error" in obj:
+            self.error = obj["error"]
+
+
+async def fanout(subscribers: int, queries: int, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = Path(tmp) / "schema.sql"
+        schema.write_text(SCHEMA)
+        server = AgentProcess(Path(tmp) / "n.db", schema, api="127.0.0.1:0")
+        try:
+            assert server.api is not None
+            host, port = server.api.rsplit(":", 1)
+            query = "SELECT id, seq FROM machines WHERE app_id = {}"
+            subs = [
+                Subscriber(host, int(port), query.format(i % queries)) for i in range(subscribers)
+            ]
+            written: dict[int, float] = {}
+            expected: dict[int, set[int]] = {q: set() for q in range(queries)}
+            async with trio.open_nursery() as nursery:
+                for sub in subs:
+                    nursery.start_soon(sub.run, written)
+                with trio.fail_after(120):
+                    for sub in subs:
+                        await sub.ready.wait()
+
+                def writer() -> int:
+                    rng = random.Random(1)
+                    start = time.perf_counter()
+                    seq = 0
+                    while time.perf_counter() - start < seconds:
+                        seq += 1
+                        app = rng.randrange(queries)
+                        written[seq] = time.perf_counter()
+                        expected[app].add(seq)
+                        server.write([[UPSERT, [f"m{app}-{rng.randrange(20)}", app, seq]]])
+                        pause = start + seq * 0.01 - time.perf_counter()
+                        if pause > 0:
+                            time.sleep(pause)
+                    return seq
+
+                cpu_before = _cpu(server.proc.pid if server.proc else 0)
+                started = time.perf_counter()
+                writes = await trio.to_thread.run_sync(writer)
+                elapsed = time.perf_counter() - started
+                cpu = _cpu(server.proc.pid if server.proc else 0) - cpu_before
+                with trio.move_on_after(60):
+                    while not all(  # noqa: ASYNC110 (waits for the streams to drain)
+                        expected[i % queries] <= s.seqs or s.error for i, s in enumerate(subs)
+                    ):
+                        await trio.sleep(0.1)
+                nursery.cancel_scope.cancel()
+            kept_up = sum(
+                1 for i, s in enumerate(subs)
+                if expected[i % queries] <= s.seqs and not s.error and not s.gaps
+            )  # fmt: skip
+            lags = [lag for s in subs for lag in s.lags]
+            return {
+                "writes": writes, "write_rate": writes / elapsed, "kept_up": kept_up,
+                "events": len(lags), "p50": quantile(lags, 0.5), "p99": quantile(lags, 0.99),
+                "max": max(lags, default=float("nan")), "server_cpu": cpu / elapsed,
+                "errors": sorted({s.error for s in subs if s.error})[:3],
+            }  # fmt: skip
+        finally:
+            server.stop()
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, clock ticks of 10 ms
+
+
+# -- 3. streaming a big query ----------------------------------------------------------------------
+
+
+def query_stream(rows: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = Path(tmp) / "schema.sql"
+        schema.write_text(SCHEMA)
+        server = AgentProcess(Path(tmp) / "n.db", schema, api="127.0.0.1:0")
+        try:
+            assert server.api is not None and server.proc is not None
+            filled = time.perf_counter()
+            server.request(
+                timeout=600,
+                tx=[
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                    f"WHERE x < {rows}) INSERT INTO big SELECT x, 'row number ' || x, x * 7 FROM c"
+                ],
+            )
+            filled = time.perf_counter() - filled
+            pid = server.proc.pid
+            idle = rss_mb(pid)
+            peak = idle
+            done = threading.Event()
+
+            def sample() -> None:
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, rss_mb(pid))
+                    time.sleep(0.05)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            count = 0
+            started = time.perf_counter()
+            with (
+                httpx.Client(timeout=httpx.Timeout(10, read=None)) as client,
+                client.stream(
+                    "POST", f"http://{server.api}/v1/queries", json="SELECT * FROM big"
+                ) as response,
+            ):
+                for line in response.iter_lines():
+                    if line.startswith('{"row"'):
+                        count += 1
+            elapsed = time.perf_counter() - started
+            done.set()
+            sampler.join()
+            assert count == rows, (count, rows)
+            conn = sqlite3.connect(f"file:{Path(tmp) / 'n.db'}?mode=ro", uri=True)
+            started = time.perf_counter()
+            direct = sum(1 for _ in conn.execute("SELECT * FROM big"))
+            direct_elapsed = time.perf_counter() - started
+            conn.close()
+            assert direct == rows
+            return {
+                "rows": rows, "fill_s": filled, "rows_per_s": rows / elapsed,
+                "direct_rows_per_s": rows / direct_elapsed, "idle_rss": idle, "peak_rss": peak,
+            }  # fmt: skip
+        finally:
+            server.stop()
+
+
+# -- 4. transactions per second --------------------------------------------------------------------
+
+
+def bare_server() -> None:
+    """``--bare-server``: a starlette JSON endpoint on hypercorn's trio worker (the baseline)."""
+
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse({"results": [{"rows_affected": 1, "time": 0.0}], "n": len(body)})
+
+    app = Starlette(routes=[Route("/v1/transactions", echo, methods=["POST"])])
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            [url] = await nursery.start(
+                lambda task_status: serve(
+                    cast(ASGIFramework, app), hypercorn_config(), task_status=task_status
+                )
+            )
+            print(url, flush=True)
+
+    trio.run(main)
+
+
+def requests_per_second(url: str, seconds: float) -> float:
+    n = 0
+    with httpx.Client(timeout=10) as client:
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            r = client.post(url, json=[[UPSERT, [f"m{n % 1000}", 1, n]]])
+            assert r.status_code == 200, r.text
+            n += 1
+        return n / (time.perf_counter() - started)
+
+
+def transactions(seconds: float) -> tuple[float, float]:
+    bare = subprocess.Popen(
+        [sys.executable, __file__, "--bare-server"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert bare.stdout is not None
+        bare_url = bare.stdout.readline().strip()
+        bare_rps = requests_per_second(bare_url + "/v1/transactions", seconds)
+    finally:
+        bare.terminate()
+        bare.wait()
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = Path(tmp) / "schema.sql"
+        schema.write_text(SCHEMA)
+        server = AgentProcess(Path(tmp) / "n.db", schema, api="127.0.0.1:0")
+        try:
+            ours = requests_per_second(f"http://{server.api}/v1/transactions", seconds)
+        finally:
+            server.stop()
+    return ours, bare_rps
+
+
+def main() -> None:
+    divisor = common.start(__doc__.splitlines()[0] if __doc__ else None)
+    n = 1000 // divisor
+    ours, bare = trio.run(latency, n)
+    print(f"\n1. commit -> subscription event at an HTTP client, {n} writes (same process)")
+    print(f"   ours: p50 {ms(quantile(ours, 0.5))}, p99 {ms(quantile(ours, 0.99))}, "
+          f"max {ms(max(ours))}")  # fmt: skip
+    ratio = quantile(ours, 0.99) / quantile(bare, 0.99)
+    print(f"   bare hypercorn+starlette stream: p50 {ms(quantile(bare, 0.5))}, "
+          f"p99 {ms(quantile(bare, 0.99))}; ratio p99 {ratio:.1f}x")  # fmt: skip
+
+    seconds = 20.0 / divisor * 2 if divisor > 1 else 20.0
+    for subscribers, queries in ((1000 // divisor, 100 // divisor), (1000 // divisor, 1)):
+        r = trio.run(fanout, subscribers, queries, seconds)
+        print(f"\n2. {subscribers} subscribers on {queries} queries, one write per 10 ms for "
+              f"{seconds:.0f} s (agent process)")  # fmt: skip
+        print(f"   {r['writes']} writes ({r['write_rate']:.0f}/s), {r['events']} events delivered, "
+              f"kept up: {r['kept_up']}/{subscribers}; lag write->event p50 {ms(r['p50'])}, "
+              f"p99 {ms(r['p99'])}, max {ms(r['max'])}; server CPU {r['server_cpu']:.0%}"
+              + (f"; errors: {r['errors']}" if r["errors"] else ""))  # fmt: skip
+
+    for rows in (1_000_000 // divisor // 10, 1_000_000 // divisor):
+        q = query_stream(rows)
+        ratio = q["direct_rows_per_s"] / q["rows_per_s"]
+        print(f"\n3. /v1/queries streaming {rows:,} rows (agent process; "
+              f"filled in {q['fill_s']:.0f} s)")  # fmt: skip
+        print(f"   {q['rows_per_s']:,.0f} rows/s at the client; sqlite3 alone "
+              f"{q['direct_rows_per_s']:,.0f} rows/s (ratio {ratio:.1f}x); "
+              f"server RSS {q['idle_rss']:.0f} MB idle, {q['peak_rss']:.0f} MB peak")  # fmt: skip
+
+    ours_rps, bare_rps = transactions(10.0 / divisor)
+    print("\n4. /v1/transactions, one client, sequential (httpx, keep-alive)")
+    print(f"   ours {ours_rps:,.0f} req/s; bare hypercorn+starlette JSON endpoint {bare_rps:,.0f} "
+          f"req/s (ratio {bare_rps / ours_rps:.1f}x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--bare-server"]:
+        bare_server()
+    else:
+        main()

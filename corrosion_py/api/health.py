@@ -1,0 +1,77 @@
+"""``GET /v1/health``: is this node keeping up? (reference/corrosion.md §2.6)
+
+    {"response": {"gaps": 0, "members": 3, "p99_lag": 0.084, "queue_size": 0}}
+
+- ``gaps``: versions this node knows exist but does not hold, over every actor, from the
+  store's bookkeeping: every missing version, plus every version received only in part.
+- ``members``: the members SWIM holds alive, plus this node.
+- ``p99_lag``: 99th percentile of seconds from a remote change's timestamp to its apply here,
+  over the last 120 s; null before any remote change was applied.
+- ``queue_size``: changesets waiting in the apply queue.
+
+Query parameters, all optional: ``gaps`` (most missing versions allowed), ``p99_lag``
+(seconds), ``max_queue`` (most queued changesets), ``queue_size`` (high lag only counts while
+the queue is also over this), ``failure_status`` (the status of an unhealthy answer, 503 by
+default). Unhealthy when gaps > ``gaps``, or queue > ``max_queue``, or lag > ``p99_lag`` and
+(``queue_size`` unset or queue > ``queue_size``); the body is the same. When ``p99_lag`` is
+asked for but there is no lag yet, the answer is ``failure_status`` with ``{"error": "no p99
+lag information available"}`` (Corrosion's); without that parameter ``p99_lag`` is null and
+the node can still be healthy (a node nobody writes to has no lag to report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from corrosion_py.api.config import ApiConfig
+from corrosion_py.api.inputs import float_param, int_param
+from corrosion_py.api.responses import error_response, json_response
+from corrosion_py.store.bookkeeping import BookedVersions
+
+if TYPE_CHECKING:
+    from corrosion_py.agent import Agent
+
+NO_LAG = "no p99 lag information available"
+
+
+def count_gaps(bookie: Mapping[bytes, BookedVersions]) -> int:
+    """Missing versions over every actor; a partially received version counts as missing."""
+    return sum(
+        sum(end - start + 1 for start, end in booked.gaps) + len(booked.partials)
+        for booked in bookie.values()
+    )
+
+
+def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
+    async def health(request: Request) -> Response:
+        max_gaps = int_param(request, "gaps")
+        max_lag = float_param(request, "p99_lag")
+        max_queue = int_param(request, "max_queue")
+        lag_queue = int_param(request, "queue_size")
+        failure = int_param(request, "failure_status", 200, 599) or 503
+        gaps = count_gaps(agent.store.bookie_snapshot())
+        members = len(agent.alive_members()) + 1
+        lag = agent.p99_lag()
+        queue = agent.apply_queue.depth
+        if max_lag is not None and lag is None:
+            return error_response(failure, NO_LAG)
+        unhealthy = (
+            (max_gaps is not None and gaps > max_gaps)
+            or (max_queue is not None and queue > max_queue)
+            or (
+                max_lag is not None
+                and lag is not None
+                and lag > max_lag
+                and (lag_queue is None or queue > lag_queue)
+            )
+        )
+        body = {"response": {"gaps": gaps, "members": members, "p99_lag": lag,
+                             "queue_size": queue}}  # fmt: skip
+        return json_response(body, failure if unhealthy else 200)
+
+    return [Route("/v1/health", health, methods=["GET"])]

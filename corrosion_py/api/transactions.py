@@ -1,0 +1,93 @@
+"""``POST /v1/transactions[?timeout=secs]``: statements as one local transaction.
+
+All statements run through ``Agent.transaction`` (one atomic SQLite transaction, one version of
+this actor, broadcast to peers). The answer is Corrosion's ``ExecResponse``::
+
+    {"results": [{"rows_affected": 1, "time": 2.7e-05}, ...], "time": 0.0003,
+     "version": 12, "actor_id": "6e0b5d4f0f8d4c3e9a1f2b3c4d5e6f70"}
+
+``version`` is null when nothing replicated changed. A statement that fails rolls everything
+back and is answered **400** (Corrosion says 500, but the fault is the client's SQL) in the same
+shape with ``{"error": message}`` as the only result, ``version`` null, and the message again as
+a top-level ``"error"`` (so clients that read only ``error`` see it). Every other refusal of this
+route (malformed JSON, wrong shapes, an empty list) has that shape too.
+
+``timeout``: the transaction is interrupted once that many seconds have passed since it was
+submitted (waiting for the writer included) and rolled back; no limit by default or with 0.
+Statements may only be INSERT, REPLACE, UPDATE, DELETE, SELECT, VALUES or WITH (the store's
+rule: transaction control, ATTACH and schema changes are refused; schema changes go through
+``/v1/migrations``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from corrosion_py.api.config import ApiConfig
+from corrosion_py.api.errors import ApiError
+from corrosion_py.api.inputs import read_json, timeout_param
+from corrosion_py.api.responses import json_response
+from corrosion_py.api.statements import parse_statements
+from corrosion_py.errors import StatementError
+from corrosion_py.store.store import transaction_timeout
+
+if TYPE_CHECKING:
+    from corrosion_py.agent import Agent
+
+
+def exec_error(agent: Agent, status: int, message: str, elapsed: float = 0.0) -> Response:
+    """A refused or failed ``ExecResponse``: nothing was written."""
+    return json_response(
+        {
+            "results": [{"error": message}],
+            "time": elapsed,
+            "version": None,
+            "actor_id": agent.actor_id.hex(),
+            "error": message,
+        },
+        status,
+    )
+
+
+def exec_response(
+    agent: Agent, results: list[dict[str, Any]], elapsed: float, version: int | None, **extra: Any
+) -> Response:
+    return json_response(
+        {
+            "results": results,
+            "time": elapsed,
+            "version": version,
+            "actor_id": agent.actor_id.hex(),
+            **extra,
+        }
+    )
+
+
+def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
+    async def transactions(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            timeout = timeout_param(request, None)
+            statements = parse_statements(await read_json(request, config.max_body_bytes))
+        except ApiError as exc:
+            return exec_error(agent, exc.status, exc.message)
+        try:
+            # shielded: once submitted, the write commits and is broadcast even if the client
+            # goes away (a cancelled submit could otherwise commit later, unannounced)
+            with trio.CancelScope(shield=True), transaction_timeout(timeout):
+                result = await agent.transaction(statements)
+        except StatementError as exc:
+            return exec_error(agent, 400, str(exc), time.perf_counter() - started)
+        results = [
+            {"rows_affected": max(0, n), "time": t}
+            for n, t in zip(result.rows_affected, result.times, strict=True)
+        ]
+        return exec_response(agent, results, time.perf_counter() - started, result.version)
+
+    return [Route("/v1/transactions", transactions, methods=["POST"])]
