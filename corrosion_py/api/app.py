@@ -54,7 +54,7 @@ def create_app(agent: Agent, token: str | None, config: ApiConfig | None = None)
         *queries.routes(agent, config),
         *health.routes(agent, config),
         *admin.routes(agent, config),
-        *subscriptions.routes(agent),
+        *subscriptions.routes(agent, config),
     ]
     app = Starlette(
         routes=routes,

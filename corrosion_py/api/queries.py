@@ -50,7 +50,7 @@ from corrosion_py.api.config import ApiConfig
 from corrosion_py.api.errors import BadRequest, Unavailable
 from corrosion_py.api.inputs import read_json, timeout_param
 from corrosion_py.api.responses import NdjsonResponse, ndjson_line
-from corrosion_py.api.statements import Params, parse_statement, row_json
+from corrosion_py.api.statements import Params, parse_statement, row_line
 from corrosion_py.store.store import connect
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class QueryCursor:
                     batch = self._cursor.fetchmany(FETCH)
                     for row in batch:
                         self.rows += 1
-                        line = ndjson_line({"row": [self.rows, row_json(row)]})
+                        line = row_line(self.rows, row)
                         parts.append(line)
                         size += len(line)
                     count += len(batch)

@@ -152,3 +152,16 @@ def cell_json(value: object) -> Any:
 def row_json(row: Sequence[object]) -> list[Any]:
     """Every cell of a result row as JSON (`cell_json`)."""
     return [cell_json(v) for v in row]
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def row_line(n: int, row: Sequence[object]) -> bytes:
+    """``{"row":[n,[cells]]}`` and a newline, encoded: the hot path of streamed queries, so a
+    row of plain values (no BLOB, no non-finite REAL) is encoded in one call, without copies."""
+    for value in row:
+        kind = type(value)
+        if kind is bytes or (kind is float and not math.isfinite(value)):  # type: ignore[arg-type]
+            return _ENCODE({"row": [n, row_json(row)]}).encode() + b"\n"
+    return b'{"row":[%d,%s]}\n' % (n, _ENCODE(row).encode())

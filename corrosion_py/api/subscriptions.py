@@ -10,25 +10,26 @@ streaming, a listener that falls too far behind gets a last ``{"error": ...}`` l
 
 from __future__ import annotations
 
-import json
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from corrosion_py.api.errors import ApiError, BadRequest
-from corrosion_py.api.responses import error_response, ndjson_response
+from corrosion_py.api.config import ApiConfig
+from corrosion_py.api.errors import BadRequest
+from corrosion_py.api.inputs import read_json
+from corrosion_py.api.responses import NdjsonResponse, error_response, ndjson_line, ndjson_response
 from corrosion_py.api.statements import parse_statement, row_json
 from corrosion_py.subs import (
     Change,
-    ChangesTooOld,
     Columns,
     EndOfQuery,
     Event,
-    NoSuchSubscription,
     Row,
     Subscription,
     SubscriptionError,
@@ -66,51 +67,67 @@ def _query_params(request: Request) -> tuple[int | None, bool]:
     return from_change, raw_skip in ("true", "1")
 
 
-async def _body(request: Request) -> object:
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-
-
 def _headers(sub: Subscription) -> Mapping[str, str]:
     return {"corro-query-id": sub.id, "corro-query-hash": sub.hash}
 
 
-def _stream(sub: Subscription, from_change: int | None, skip_rows: bool) -> Response:
-    if from_change:
-        if from_change > sub.change_id:
-            raise BadRequest(
-                f"from={from_change} is ahead of the subscription's last change id {sub.change_id}"
-            )
-        if sub.matcher.changes_after(from_change) is None:
-            raise BadRequest(str(ChangesTooOld(sub.matcher.oldest_kept)))
+class _Lines:
+    """Encoded change lines shared by every listener of a subscription: a change fanned out to
+    many clients is encoded once (bounded: the oldest lines are forgotten)."""
 
-    async def lines() -> AsyncIterator[dict[str, Any]]:
+    def __init__(self, size: int = 65_536) -> None:
+        self.size = size
+        self._lines: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+
+    def encode(self, sub_id: str, event: Event) -> bytes:
+        if not isinstance(event, Change):
+            return ndjson_line(event_json(event))
+        key = (sub_id, event.change_id)
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = ndjson_line(event_json(event))
+            if len(self._lines) > self.size:
+                self._lines.popitem(last=False)
+        return line
+
+
+async def _stream(
+    lines: _Lines, sub: Subscription, from_change: int | None, skip_rows: bool
+) -> Response:
+    """Attach before answering (so no change committed after the 200 is missed), then stream
+    what is queued for this listener in one chunk at a time."""
+    stack = AsyncExitStack()
+    try:
+        batches = await stack.enter_async_context(
+            sub.attach_batches(from_change=from_change, skip_rows=skip_rows)
+        )
+    except SubscriptionError as exc:
+        return error_response(400, str(exc))
+
+    async def chunks() -> AsyncIterator[bytes]:
         try:
-            async with sub.attach(from_change=from_change, skip_rows=skip_rows) as events:
-                async for event in events:
-                    yield event_json(event)
-        except SubscriptionError as exc:  # lagged, closed, or too old by now
-            yield {"error": str(exc)}
+            async for batch in batches:
+                yield b"".join(lines.encode(sub.id, event) for event in batch)
+        except SubscriptionError as exc:  # lagged or closed
+            yield ndjson_line({"error": str(exc)})
 
-    return ndjson_response(lines(), headers=_headers(sub))
+    return NdjsonResponse(chunks(), headers=_headers(sub), on_close=stack.aclose)
 
 
-def routes(agent: Agent) -> list[BaseRoute]:
+def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
     """The subscription routes of ``agent``."""
+
+    lines = _Lines()
 
     async def subscribe(request: Request) -> Response:
         from_change, skip_rows = _query_params(request)
-        sql, params = parse_statement(await _body(request))
+        sql, params = parse_statement(await read_json(request, config.max_body_bytes))
         try:
             sub, _ = await agent.subs.subscribe(sql, params, existing_only=from_change is not None)
-        except NoSuchSubscription as exc:
-            return error_response(400, str(exc))
         except SubscriptionError as exc:
             return error_response(400, str(exc))
-        return _stream(sub, from_change, skip_rows)
+        # Corrosion: on an existing subscription, from=0 behaves like no from
+        return await _stream(lines, sub, from_change or None, skip_rows)
 
     async def attach(request: Request) -> Response:
         from_change, skip_rows = _query_params(request)
@@ -118,23 +135,27 @@ def routes(agent: Agent) -> list[BaseRoute]:
         sub = agent.subs.get(sub_id)
         if sub is None:
             return error_response(404, f"could not find subscription with id {sub_id}")
-        return _stream(sub, from_change, skip_rows)
+        return await _stream(lines, sub, from_change, skip_rows)
 
     async def updates(request: Request) -> Response:
         table = request.path_params["table"]
-        if not await agent.subs.is_table(table):
-            raise ApiError(f"table {table!r} is not a replicated table", 400)
+        stack = AsyncExitStack()
+        try:
+            notes = await stack.enter_async_context(agent.subs.updates(table))
+        except SubscriptionError as exc:
+            return error_response(400, str(exc))
 
-        async def lines() -> AsyncIterator[dict[str, Any]]:
+        async def notifications() -> AsyncIterator[dict[str, Any]]:
             try:
-                async with agent.subs.updates(table) as notes:
-                    async for note in notes:
-                        yield {"notify": [note.kind, row_json(note.pk)]}
+                async for note in notes:
+                    yield {"notify": [note.kind, row_json(note.pk)]}
             except SubscriptionError as exc:
                 yield {"error": str(exc)}
 
         notifier = uuid.uuid5(uuid.NAMESPACE_URL, "corrosion-py:updates:" + table)
-        return ndjson_response(lines(), headers={"corro-query-id": str(notifier)})
+        return ndjson_response(
+            notifications(), headers={"corro-query-id": str(notifier)}, on_close=stack.aclose
+        )
 
     return [
         Route("/v1/subscriptions", subscribe, methods=["POST"]),

@@ -62,6 +62,8 @@ from corrosion_py.subs.plan import Params, Plan, plan
 from corrosion_py.subs.storage import Storage
 
 log = logging.getLogger(__name__)
+BATCH = 1_000
+"""Events per batch handed to a listener at most."""
 
 
 @attrs.frozen
@@ -120,18 +122,32 @@ class Subscription:
         ``from_change`` is ahead of the subscription. The iterator raises `SubscriberLagged`
         when this listener fell behind, `SubscriptionClosed` when the subscription ended.
         """
+        async with self.attach_batches(from_change=from_change, skip_rows=skip_rows) as batches:
+            events = _flatten(batches)
+            try:
+                yield events
+            finally:
+                with trio.CancelScope(shield=True):
+                    await events.aclose()
+
+    @asynccontextmanager
+    async def attach_batches(
+        self, *, from_change: int | None = None, skip_rows: bool = False
+    ) -> AsyncIterator[AsyncIterator[list[Event]]]:
+        """`attach`, yielding lists of events: the initial ones, then every change already
+        queued for this listener at once (what a network writer sends in one go)."""
         if self.closed is not None:
             raise SubscriptionClosed(self.closed)
         send, receive = trio.open_memory_channel[RowChange](self._manager.config.listener_buffer)
         started = time.perf_counter()
         initial: list[Event] = []
-        if from_change:
-            backlog = self.matcher.changes_after(from_change)
+        if from_change is not None:
             if from_change > self.matcher.change_id:
                 raise SubscriptionError(
                     f"from={from_change} is ahead of the subscription's last change id "
                     f"{self.matcher.change_id}"
                 )
+            backlog = self.matcher.changes_after(from_change)
             if backlog is None:
                 raise ChangesTooOld(self.matcher.oldest_kept)
             after = backlog[-1].change_id if backlog else from_change
@@ -145,9 +161,9 @@ class Subscription:
         listener = _Listener(send, after)
         self.listeners.add(listener)
         self.idle_since = None
-        events = self._events(initial, receive, listener)
+        batches = self._batches(initial, receive, listener)
         try:
-            yield events
+            yield batches
         finally:
             self.listeners.discard(listener)
             send.close()
@@ -155,20 +171,29 @@ class Subscription:
             if not self.listeners:
                 self.idle_since = time.monotonic()
             with trio.CancelScope(shield=True):
-                await events.aclose()
+                await batches.aclose()
 
-    async def _events(
+    async def _batches(
         self,
         initial: list[Event],
         receive: trio.MemoryReceiveChannel[RowChange],
         listener: _Listener,
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[list[Event], None]:
         last = listener.after
-        for event in initial:
-            yield event
-        async for change in receive:
-            last = change.change_id
-            yield _public(change)
+        for start in range(0, len(initial), BATCH):
+            yield initial[start : start + BATCH]
+        while True:
+            try:
+                batch = [await receive.receive()]
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            while len(batch) < BATCH:
+                try:
+                    batch.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+            last = batch[-1].change_id
+            yield [_public(c) for c in batch]
         if listener.lagged:
             raise SubscriberLagged(last)
         raise SubscriptionClosed(listener.closed_reason or "subscription closed")
@@ -195,6 +220,12 @@ class Subscription:
             listener.closed_reason = reason
             listener.send.close()
         self.listeners.clear()
+
+
+async def _flatten(batches: AsyncIterator[list[Event]]) -> AsyncGenerator[Event, None]:
+    async for batch in batches:
+        for event in batch:
+            yield event
 
 
 def _public(change: RowChange) -> Change:
