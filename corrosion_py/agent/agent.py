@@ -45,9 +45,11 @@ from corrosion_py.net.sync import SyncServer
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.members import MemberRecord
+from corrosion_py.store.schema import SchemaResult
 from corrosion_py.store.store import Params, Statement, Store, TxResult
 from corrosion_py.subs import Event, SubsConfig, Subscription, SubscriptionManager
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
+from corrosion_py.swim.events import Event as SwimEvent
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
 from corrosion_py.wire.swim import SWIM_TAGS, Addr, format_addr, parse_addr
@@ -156,6 +158,9 @@ class Agent:
         self.stats_udp_unrouted = 0
         self.api_addr: Addr | None = None
         """The HTTP API's bound address once started (None when the agent serves none)."""
+        self._left = trio.Event()
+        self._member_listeners: set[trio.MemorySendChannel[SwimEvent]] = set()
+        self.member_events_dropped = 0
 
     # -- opening and closing ---------------------------------------------------------------------
 
@@ -197,6 +202,7 @@ class Agent:
         saved: Sequence[MemberRecord],
     ) -> None:
         await nursery.start(self.subs.run)
+        nursery.start_soon(self._member_events_loop)
         await nursery.start(self.membership.run)
         await nursery.start(self.apply_queue.run)
         await nursery.start(self.gossiper.run)
@@ -223,11 +229,21 @@ class Agent:
             await self.membership.leave()
             if self.membership.core.members():
                 with trio.move_on_after(self.config.swim.leave_timeout):
-                    async for event in self.membership.events:
-                        if isinstance(event, LeaveComplete):
-                            break
+                    await self._left.wait()
             await self.apply_queue.drained()
         await self._save_members()
+
+    async def _member_events_loop(self) -> None:
+        """Hand SWIM's events to every `member_events` listener (a full listener misses the
+        event, counted) and note when our leave has spread."""
+        async for event in self.membership.events:
+            if isinstance(event, LeaveComplete):
+                self._left.set()
+            for send in list(self._member_listeners):
+                try:
+                    send.send_nowait(event)
+                except trio.WouldBlock:
+                    self.member_events_dropped += 1
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -272,6 +288,29 @@ class Agent:
         """99th percentile of seconds from a remote change's timestamp to its apply here, over
         the last ``window`` seconds (None before any remote change arrived)."""
         return self.apply_queue.p99_lag(window)
+
+    @asynccontextmanager
+    async def member_events(self, buffer: int = 1024) -> AsyncIterator[AsyncIterator[SwimEvent]]:
+        """Membership changes as they happen (`MemberUp`, `MemberSuspect`, `MemberDown`,
+        `MemberLeft`, ...): yields an iterator. A listener more than ``buffer`` events behind
+        misses the newer ones (counted in ``member_events_dropped``); ``members()`` is the
+        current view."""
+        send, receive = trio.open_memory_channel[SwimEvent](buffer)
+        self._member_listeners.add(send)
+        try:
+            yield receive
+        finally:
+            self._member_listeners.discard(send)
+            send.close()
+            receive.close()
+
+    async def reload_schema(self) -> SchemaResult:
+        """Re-read the schema files and apply what changed (additive rules; nothing changes
+        when a file is refused). Subscriptions whose query no longer runs end."""
+        result = await self.store.apply_schema(self.config.schema_paths)
+        if result.changed:
+            self.subs.schema_changed()
+        return result
 
     def members(self) -> list[MemberInfo]:
         """Every other member this node knows, in any state."""

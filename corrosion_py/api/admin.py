@@ -86,6 +86,8 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
             result = await agent.store.apply_schema_statements(statements)
         except SchemaError as exc:
             return exec_error(agent, 400, str(exc), time.perf_counter() - started)
+        if result.changed:
+            agent.subs.schema_changed()
         schema = {
             "created_tables": list(result.created_tables),
             "added_columns": [list(tc) for tc in result.added_columns],

@@ -46,6 +46,10 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message)
 
 
+STREAMS = ("/v1/subscriptions", "/v1/subscriptions/{id}", "/v1/updates/{table}")
+"""Routes whose responses are long-lived listener streams (their own concurrency limit)."""
+
+
 def create_app(agent: Agent, token: str | None, config: ApiConfig | None = None) -> Starlette:
     """The API of ``agent``; with ``token``, every request needs ``Authorization: Bearer``."""
     config = config or ApiConfig()
@@ -66,6 +70,7 @@ def create_app(agent: Agent, token: str | None, config: ApiConfig | None = None)
                 routes=routes,
                 total=config.max_concurrency,
                 per_route=config.max_concurrency_per_route,
+                route_limits={path: config.max_listeners_per_route for path in STREAMS},
             ),
         ],
         exception_handlers={HTTPException: _http_error, ApiError: _api_error},

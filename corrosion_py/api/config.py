@@ -1,7 +1,8 @@
 """Limits of the HTTP API, with defaults sized for one node on a small machine.
 
 Corrosion's concurrency limits (128 requests in all, 4 per route) are tighter than tests and
-dashboards need; ours are per route and overall, and a request over a limit is answered 503 at
+dashboards need; ours are per route (higher for the long-lived subscription streams) and
+overall, and a request over a limit is answered 503 at
 once (never queued), so a flood cannot pile up tasks and memory. A streaming response counts
 until its stream ends.
 """
@@ -15,10 +16,13 @@ import attrs
 class ApiConfig:
     """Every knob of the HTTP API; the defaults work for one node."""
 
-    max_concurrency: int = 1024
+    max_concurrency: int = 8192
     """Requests being handled at once, all routes together (streams included); more get 503."""
     max_concurrency_per_route: int = 256
     """Requests being handled at once on one route (``/v1/queries``, ...); more get 503."""
+    max_listeners_per_route: int = 4096
+    """Open subscription and update streams per route (long-lived, cheap: one task and a
+    bounded buffer each); more get 503."""
     query_pool: int = 20
     """``/v1/queries`` statements running at once, each on a read-only connection of its own
     (Corrosion's read pool size); a query waits up to ``query_wait`` for one, then gets 503."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
@@ -78,12 +78,19 @@ class AuthMiddleware:
 
 class LimitMiddleware:
     def __init__(
-        self, app: ASGIApp, routes: Sequence[BaseRoute], total: int, per_route: int
+        self,
+        app: ASGIApp,
+        routes: Sequence[BaseRoute],
+        total: int,
+        per_route: int,
+        route_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.routes = routes
         self.total_limit = total
         self.per_route_limit = per_route
+        self.route_limits = dict(route_limits or {})
+        """Routes with their own limit (by path), instead of ``per_route``."""
         self.total = 0
         self.per_route: Counter[str] = Counter()
 
@@ -102,11 +109,12 @@ class LimitMiddleware:
         if key is None:
             await self.app(scope, receive, send)
             return
-        if self.total >= self.total_limit or self.per_route[key] >= self.per_route_limit:
+        route_limit = self.route_limits.get(key, self.per_route_limit)
+        if self.total >= self.total_limit or self.per_route[key] >= route_limit:
             limit = (
                 f"{self.total_limit} requests in all"
                 if self.total >= self.total_limit
-                else f"{self.per_route_limit} requests on {key}"
+                else f"{route_limit} requests on {key}"
             )
             response = error_response(503, f"too many requests in progress ({limit}): retry")
             await response(scope, receive, send)

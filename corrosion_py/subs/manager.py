@@ -401,6 +401,13 @@ class SubscriptionManager:
                 self.stats["overflows"] += 1
         self._wake.set()
 
+    def schema_changed(self) -> None:
+        """The schema changed: every subscription is refreshed in full (one whose query no
+        longer runs ends with an error)."""
+        self._crrs = set()
+        self._overflow |= set(self._watched)
+        self._wake.set()
+
     async def _process_loop(self) -> None:
         while True:
             await self._wake.wait()
