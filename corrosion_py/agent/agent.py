@@ -43,6 +43,7 @@ from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.sync import SyncServer
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
+from corrosion_py.store import lock as db_lock
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.schema import SchemaResult
@@ -158,6 +159,8 @@ class Agent:
         self.stats_udp_unrouted = 0
         self.api_addr: Addr | None = None
         """The HTTP API's bound address once started (None when the agent serves none)."""
+        self._heard: dict[Addr, float] = {}
+        """Wall time of the last datagram from each address (pruned to members)."""
         self._left = trio.Event()
         self._member_listeners: set[trio.MemorySendChannel[SwimEvent]] = set()
         self.member_events_dropped = 0
@@ -167,7 +170,16 @@ class Agent:
     @classmethod
     @asynccontextmanager
     async def open(cls, config: AgentConfig) -> AsyncIterator[Agent]:
-        """Start a node; on exit (or cancellation) leave the cluster and close the database."""
+        """Start a node; on exit (or cancellation) leave the cluster and close the database.
+
+        Raises `DatabaseInUse` when another process runs a node on the same database."""
+        with db_lock.hold(config.db_path):
+            async with cls._open_locked(config) as agent:
+                yield agent
+
+    @classmethod
+    @asynccontextmanager
+    async def _open_locked(cls, config: AgentConfig) -> AsyncIterator[Agent]:
         store = await trio.to_thread.run_sync(
             lambda: Store.open(config.db_path, schema_paths=config.schema_paths)
         )
@@ -316,6 +328,10 @@ class Agent:
         """Every other member this node knows, in any state."""
         return self.membership.members()
 
+    def last_seen(self, addr: Addr) -> float | None:
+        """Wall time of the last datagram received from ``addr`` (None: none yet)."""
+        return self._heard.get(addr)
+
     def block(self, addrs: Sequence[Addr]) -> None:
         """Cut this node's traffic to ``addrs`` (datagrams and the streams it opens); an empty
         list heals. For partition tests: block both sides to cut both directions."""
@@ -356,6 +372,7 @@ class Agent:
         """Route each datagram to SWIM or broadcast by its tag."""
         while True:
             addr, data = await self.endpoint.receive()
+            self._heard[addr] = time.time()
             tag = peek_tag(data)
             if tag in SWIM_TAGS:
                 await self.membership.handle_datagram(addr, data)
@@ -376,6 +393,9 @@ class Agent:
     async def _save_members_loop(self) -> None:
         while True:
             await trio.sleep(self.config.save_members_interval)
+            known = {m.addr for m in self.membership.members()}
+            for addr in [a for a in self._heard if a not in known]:
+                del self._heard[addr]  # bounded by the member list
             await self._save_members()
 
     async def _save_members(self) -> None:
