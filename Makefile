@@ -36,6 +36,7 @@ bench: install
 	$(PY) bench/store_bench.py
 	$(PY) bench/swim_udp_bench.py
 	$(PY) bench/replication_bench.py
+	$(PY) bench/api_bench.py
 
 demo: install
 	$(PY) -m corrosion_py.demo
