@@ -133,3 +133,21 @@ async def test_table_updates_notify_in_corrosions_shape(tmp_path: Path) -> None:
                 await agent.transaction(["DELETE FROM other WHERE id = 'a'"])
                 assert await lines.next() == {"notify": ["update", ["a"]]}
                 assert await lines.next() == {"notify": ["delete", ["a"]]}
+
+
+async def test_a_subscription_survives_an_agent_restart(tmp_path: Path) -> None:
+    with trio.fail_after(HANG):
+        async with (
+            api_node(tmp_path) as (agent, client),
+            stream(client, "POST", "/v1/subscriptions", json=SQL) as lines,
+        ):
+            sub_id = lines.response.headers["corro-query-id"]
+            await lines.next()
+            await lines.next()  # eoq
+            await agent.transaction(["INSERT INTO kv (k, v, n) VALUES (1, 'a', 1)"])
+            assert await lines.next() == {"change": ["insert", 1, [1, "a"], 1]}
+        async with api_node(tmp_path) as (agent, client):  # same database, new process state
+            await agent.transaction(["UPDATE kv SET v = 'b' WHERE k = 1"])
+            url = f"/v1/subscriptions/{sub_id}"
+            async with stream(client, "GET", url, params={"from": 1}) as lines:
+                assert await lines.next() == {"change": ["update", 1, [1, "b"], 2]}
