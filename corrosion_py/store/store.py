@@ -110,6 +110,19 @@ _ALLOWED_KINDS = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE", "SELECT", "
 _FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?(?:\*/|\Z))*(\w+)?", re.DOTALL)
 
 
+def _rows_affected(conn: sqlite3.Connection, sql: str, params: Params) -> int:
+    """Rows the statement changed (triggers excluded). Python's ``rowcount`` only counts
+    statements that begin with INSERT, UPDATE, DELETE or REPLACE, so a ``WITH ... INSERT`` asks
+    SQLite's ``changes()``, when the statement changed anything at all."""
+    before = conn.total_changes
+    rowcount = conn.execute(sql, params).rowcount
+    if rowcount >= 0:
+        return rowcount
+    if conn.total_changes == before:
+        return 0
+    return int(conn.execute("SELECT changes()").fetchone()[0])
+
+
 def _refused_kind(sql: str) -> str | None:
     """Why a statement may not run in a local transaction (None when it may)."""
     match = _FIRST_WORD.match(sql)
@@ -389,7 +402,7 @@ class Store:
                     raise StatementError(index, sql, _timed_out(request.timeout))
                 begun = time.perf_counter()
                 try:
-                    affected.append(conn.execute(sql, params).rowcount)
+                    affected.append(_rows_affected(conn, sql, params))
                 except (sqlite3.Error, ValueError, OverflowError) as exc:
                     message = str(exc)
                     if request.deadline is not None and time.monotonic() >= request.deadline:

@@ -316,6 +316,10 @@ class SubscriptionManager:
     def __len__(self) -> int:
         return len(self._subs)
 
+    def all(self) -> list[Subscription]:
+        """Every live subscription."""
+        return list(self._subs.values())
+
     async def subscribe(
         self, sql: str, params: Params = (), *, existing_only: bool = False
     ) -> tuple[Subscription, bool]:

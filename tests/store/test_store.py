@@ -75,6 +75,20 @@ def test_local_transaction_result(open_store) -> None:  # type: ignore[no-untype
     assert noop.version is None and noop.changeset is None and noop.rows_affected == [1]
 
 
+def test_rows_affected_counts_with_statements_and_not_triggers(open_store) -> None:  # type: ignore[no-untyped-def]
+    a = open_store("a")
+    res = a.transaction_sync(
+        [
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20) "
+            "INSERT INTO machines (id, app) SELECT 'm' || x, 'web' FROM c",
+            "SELECT count(*) FROM machines",
+            "WITH q AS (SELECT 1) SELECT * FROM q",
+            "UPDATE machines SET region = 'ams' WHERE app = 'web'",
+        ]
+    )
+    assert res.rows_affected == [20, 0, 0, 20]
+
+
 def test_failing_statement_rolls_back_everything(open_store) -> None:  # type: ignore[no-untyped-def]
     a = open_store("a")
     with pytest.raises(StatementError) as info:
