@@ -1,145 +1,462 @@
 """`make demo`: a three-node cluster on this machine replicating a Fly-style routing table.
 
-Three agents run in this process, each with its own SQLite file in a temporary directory and
-its own gossip port on 127.0.0.1 (UDP for SWIM and broadcast, TCP for sync), with the LOCAL
-timing preset. The demo writes on nodes 1 and 2 (node 3 writes concurrently to the same cell),
-shows every node converging with the measured propagation time, the member list as node 1 sees
-it, then stops node 3 without a word and shows the others detecting it.
+Three agents run as OS processes (`corrosion_py.agent.node`, each with the HTTP API on a free
+port, the `local` timing preset and its database in a temporary directory) and load
+``examples/routing/schema.sql``. A "proxy" subscribes on node3 over HTTP with the Python
+client; workers publish their machines on node1 and node2, change a state and delete one, and
+each event is shown as it arrives on node3 with the time from the commit on the writer to its
+arrival. Then node1's member list, node2 killed with SIGKILL and declared dead by the others
+while the subscription goes on, and a clean stop. Every process is stopped by its own PID and
+the directory is removed, also on Ctrl-C or error.
+
+Run it with ``make demo``, ``python -m corrosion_py.demo`` or ``corrosion demo``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import statistics
+import subprocess
+import sys
 import tempfile
+import textwrap
+import threading
 import time
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import attrs
-import trio
-
-from corrosion_py.agent import Agent, AgentConfig
-from corrosion_py.swim import LOCAL, MemberState
-
-SCHEMA = """
-CREATE TABLE machines (
-    id TEXT PRIMARY KEY NOT NULL,
-    app TEXT NOT NULL DEFAULT '',
-    region TEXT,
-    address TEXT,
-    state TEXT NOT NULL DEFAULT 'created'
-);
-"""
-INSERT = "INSERT INTO machines (id, app, region, address, state) VALUES (?, ?, ?, ?, ?)"
-ROWS = "SELECT id, app, region, address, state FROM machines ORDER BY id"
+from types import FrameType
+from typing import Any, TypeVar
 
 
-async def tables(agents: list[Agent]) -> list[list[tuple[object, ...]]]:
-    return [await a.store.query(ROWS) for a in agents]
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(130)
 
 
-async def wait_converged(agents: list[Agent]) -> float:
-    """Seconds until every node holds the same rows and no gaps (30 s at most)."""
-    start = time.perf_counter()
-    with trio.fail_after(30):
-        while True:
-            rows = await tables(agents)
-            gaps = any(a.store.sync_state().need for a in agents)
-            if all(r == rows[0] for r in rows) and not gaps:
-                return time.perf_counter() - start
-            await trio.sleep(0.005)
+if __name__ == "__main__":  # Ctrl-C while the imports below load (a second or two): no traceback
+    signal.signal(signal.SIGINT, _interrupted)
+
+import trio  # noqa: E402
+
+from corrosion_py.agent.processes import AgentProcess  # noqa: E402
+from corrosion_py.client import (  # noqa: E402
+    AsyncCorrosionClient,
+    Change,
+    ClientError,
+    Columns,
+    EndOfQuery,
+    Event,
+    Row,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "examples" / "routing" / "schema.sql"
+FOLLOW = "SELECT id, app, region, address, state FROM machines"
+NODE_MAIN = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "from corrosion_py.demo import _serve_node; _serve_node(sys.argv[1:])"
+)
+"""A node process: Ctrl-C reaches the whole process group, but the demo stops its nodes
+itself, by PID, so a node ignores SIGINT from its first line on (no traceback from a node
+still importing; a running agent then takes SIGINT as a clean stop, like SIGTERM)."""
+WAIT = 15.0
+"""Seconds any one step may take before the demo gives up (they take milliseconds)."""
+
+T = TypeVar("T")
 
 
-async def main_async(directory: Path) -> bool:
-    schema = directory / "schema.sql"
-    schema.write_text(SCHEMA)
+class DemoError(Exception):
+    """A step that did not happen in time: printed as one line, exit status 1."""
 
-    def config(name: str, bootstrap: tuple[tuple[str, int], ...] = ()) -> AgentConfig:
-        return AgentConfig(
-            db_path=directory / f"{name}.db",
-            schema_paths=[schema],
-            bootstrap=bootstrap,
-            swim=LOCAL,
-            sync_interval=(0.5, 2.0),
-            shutdown_timeout=2.0,
-        )
 
-    async with AsyncExitStack() as stack:
-        n1 = await stack.enter_async_context(Agent.open(config("node1")))
-        seed = (n1.gossip_addr,)
-        n2 = await stack.enter_async_context(Agent.open(config("node2", seed)))
-        n3_scope = trio.CancelScope()
-        n3_ready = trio.Event()
-        holder: list[Agent] = []
+# -- the nodes ---------------------------------------------------------------------------------
 
-        async def run_node3() -> None:
-            with n3_scope:
-                async with Agent.open(config("node3", seed)) as n3:
-                    holder.append(n3)
-                    n3_ready.set()
-                    await trio.sleep_forever()
 
-        nursery = await stack.enter_async_context(trio.open_nursery())
-        nursery.start_soon(run_node3)
-        await n3_ready.wait()
-        n3 = holder[0]
-        nodes = [n1, n2, n3]
-        with trio.fail_after(20):
-            while any(len(a.alive_members()) < 2 for a in nodes):  # noqa: ASYNC110 (polls cores)
-                await trio.sleep(0.02)
-        for i, a in enumerate(nodes, 1):
-            host, port = a.gossip_addr
-            print(f"node{i}: actor {a.actor_id.hex()[:8]}…, gossip {host}:{port}")
+class Node(AgentProcess):
+    """An agent process (`corrosion_py.agent.node`) that also answers ``{"members": true}``
+    with its member list. It is put in ``registry`` before its process starts, so the cleanup
+    finds its PID whatever happens next."""
 
-        r1 = await n1.transaction([(INSERT, ["m-ams-1", "web", "ams", "fdaa::1", "started"])])
-        r2 = await n2.transaction(
-            [
-                (INSERT, ["m-ord-1", "web", "ord", "fdaa::2", "started"]),
-                (INSERT, ["m-ord-2", "api", "ord", "fdaa::3", "started"]),
+    def __init__(self, name: str, registry: list[Node], db: Path, **options: Any) -> None:
+        self.name = name
+        registry.append(self)
+        super().__init__(db, SCHEMA, api="127.0.0.1:0", **options)
+
+    def start(self) -> None:
+        if "-m" in self.args:  # run through this module's `_serve_node`, which adds `members`
+            i = self.args.index("-m")
+            self.args[i : i + 2] = ["-c", NODE_MAIN]
+        super().start()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """A clean stop: the end of its command stream (stdin) makes the node leave the
+        cluster, apply what it holds and close its database; SIGTERM, then SIGKILL, only if it
+        is still running after ``timeout`` seconds. (SIGTERM first would wait for stdin anyway:
+        the node reads its commands in a thread that only returns with a line or the end.)"""
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.stdin is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)
+        super().stop(timeout)
+
+    @property
+    def http(self) -> str:
+        """The HTTP API's HOST:PORT."""
+        if self.api is None:
+            raise DemoError(f"{self.name} has no HTTP API")
+        return self.api
+
+    @property
+    def pid(self) -> int | None:
+        proc = getattr(self, "proc", None)
+        return proc.pid if proc is not None else None
+
+    def members(self) -> list[tuple[str, str, str, int]]:
+        """(actor hex, HOST:PORT, state, incarnation) of every member this node knows."""
+        reply = self.request(members=True)
+        if "error" in reply:
+            raise DemoError(f"{self.name} refused the members command: {reply['error']}")
+        return [(a, addr, state, inc) for a, addr, state, inc in reply["members"]]
+
+    def commit_time(self, actor: str, version: int) -> float | None:
+        """Wall time at which this node committed ``version`` of ``actor`` (None: not seen)."""
+        for a, v, at in self.request(arrivals=True)["arrivals"]:
+            if a == actor and v == version:
+                return float(at)
+        return None
+
+
+def _serve_node(argv: list[str]) -> None:
+    """A node process of the demo (see NODE_MAIN): `corrosion_py.agent.node` plus a ``members``
+    command."""
+    from corrosion_py.agent import node
+    from corrosion_py.agent.agent import Agent
+    from corrosion_py.wire.swim import format_addr
+
+    answer = node._answer
+
+    async def with_members(agent: Agent, command: dict[str, Any]) -> dict[str, Any]:
+        if command.get("members"):
+            members = [
+                [m.actor_id.hex(), format_addr(m.addr), m.state.name.lower(), m.incarnation]
+                for m in agent.members()
             ]
-        )
-        took = await wait_converged(nodes)
-        print(f"\nnode1 wrote version {r1.version}, node2 wrote version {r2.version}: "
-              f"on every node after {took * 1000:.0f} ms")  # fmt: skip
+            return {"members": members}
+        return await answer(agent, command)
 
-        update = "UPDATE machines SET state = ? WHERE id = ?"
-        await n1.transaction([(update, ["stopping", "m-ord-2"])])
-        await n3.transaction([(update, ["replacing", "m-ord-2"])])
-        await n2.transaction([("DELETE FROM machines WHERE id = ?", ["m-ord-1"])])
-        took = await wait_converged(nodes)
-        print("concurrent: node1 and node3 both set m-ord-2's state; node2 deleted m-ord-1")
-        print(f"converged after {took * 1000:.0f} ms; every node now holds:")
-        for row in (await tables(nodes))[0]:
-            print(f"    {row}")
+    node._answer = with_members  # node.py has no members command (yet): ours goes in front
+    sys.argv[1:] = argv
+    try:
+        node.run()
+    except KeyboardInterrupt:
+        sys.exit(130)
 
-        print("\nmembers as node1 sees them:")
-        for m in n1.members():
-            print(f"    {m.actor_id.hex()[:8]}…  {m.addr[0]}:{m.addr[1]}  "
-                  f"{m.state.name.lower():8} incarnation {m.incarnation}")  # fmt: skip
 
-        n3_actor = n3.actor_id
-        n3.endpoint.faults = attrs.evolve(n3.endpoint.faults, loss=1.0)  # silent, as if
-        n3_scope.cancel()  # it crashed: its leave announcement is lost too
-        started = time.perf_counter()
-        with trio.fail_after(30):
-            while True:
-                states = [a.membership.core.member(n3_actor) for a in (n1, n2)]
-                if all(s is not None and s.state is MemberState.DEAD for s in states):
-                    break
-                await trio.sleep(0.02)
-        took = time.perf_counter() - started
-        print(f"\nnode3 stopped without a word: node1 and node2 declared it dead after {took:.2f}s")
-        same = (await tables([n1, n2]))[0] == (await tables([n1, n2]))[1]
+# -- output ------------------------------------------------------------------------------------
+
+
+def section(number: int, title: str, why: str) -> None:
+    print(f"\n{number}. {title}")
+    print(textwrap.fill(why, width=96, initial_indent="   ", subsequent_indent="   "))
+
+
+def say(text: str) -> None:
+    print(f"     {text}")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """A blocking call (starting a process, a command to one) off the event loop; Ctrl-C does
+    not wait for it."""
+    return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
+
+
+async def poll(what: str, check: Callable[[], bool], limit: float = WAIT) -> float:
+    """Seconds until ``check()`` (run in a thread: it asks the node processes) holds;
+    DemoError naming ``what`` after ``limit`` seconds."""
+    start = time.monotonic()
+    with trio.move_on_after(limit):
+        while not await in_thread(check):  # noqa: ASYNC110 (polls other processes)
+            await trio.sleep(0.02)
+        return time.monotonic() - start
+    raise DemoError(f"{what}: not after {limit:g} s")
+
+
+class Follower:
+    """The subscription's events, stamped with their arrival time, handed to the main task."""
+
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[tuple[float, Event]](1000)
+
+    async def run(self, client: AsyncCorrosionClient) -> None:
+        async with client.subscribe(FOLLOW) as sub:
+            async for event in sub:
+                await self.send.send((time.time(), event))
+
+    async def next(self, what: str) -> tuple[float, Event]:
+        with trio.move_on_after(WAIT):
+            return await self.receive.receive()
+        raise DemoError(f"no event on node3 for {what} after {WAIT:g} s")
+
+    async def changes(self, count: int, what: str) -> list[tuple[float, Change]]:
+        out: list[tuple[float, Change]] = []
+        while len(out) < count:
+            at, event = await self.next(what)
+            if isinstance(event, Change):
+                out.append((at, event))
+        return out
+
+
+class Writer:
+    """A worker's writes into its node over HTTP, each followed to node3's subscription."""
+
+    def __init__(self, node: Node, client: AsyncCorrosionClient, follower: Follower) -> None:
+        self.node, self.client, self.follower = node, client, follower
+        self.delays: list[float] = []
+
+    async def write(self, what: str, statements: Sequence[Any], events: int) -> None:
+        sent = time.time()
+        result = await self.client.transaction(statements)
+        version = result.version
+        if version is None:
+            raise DemoError(f"{what}: the transaction changed nothing")
+        say(f"{self.node.name}: {what} (version {version} of its actor)")
+        arrived = await self.follower.changes(events, what)
+        committed = await in_thread(lambda: self.node.commit_time(result.actor_id, version))
+        committed = committed if committed is not None else sent
+        for at, change in arrived:
+            delay = max(0.0, at - committed)
+            self.delays.append(delay)
+            cells = "  ".join(str(c) for c in change.cells)
+            say(f"  node3 got {change.kind:6}  {cells:44}  {ms(delay):>6} after the commit")
+
+
+def machine(mid: str, app: str, worker: str, region: str, address: str) -> tuple[str, list[Any]]:
+    return (
+        "INSERT INTO machines (id, app, worker, region, address, state) "
+        "VALUES (?, ?, ?, ?, ?, 'started')",
+        [mid, app, worker, region, address],
+    )
+
+
+def member_table(viewer: Node, names: dict[str, str]) -> None:
+    say(f"{viewer.name}'s member list (itself not included):")
+    for actor, addr, state, inc in sorted(viewer.members(), key=lambda m: names.get(m[0], "")):
+        name = names.get(actor, "?")
+        say(f"  {name}  actor {actor[:8]}  gossip {addr:<16}  {state:<7}  incarnation {inc}")
+
+
+async def run(workdir: Path, nodes: list[Node]) -> None:
+    if not SCHEMA.exists():
+        raise DemoError(f"the example schema is missing: {SCHEMA} (run from a checkout)")
+
+    section(1, "Start a three-node cluster", (
+        "Three agent processes on this machine, each with its own SQLite file (in a temporary "
+        "directory), one gossip port (UDP: SWIM membership and change broadcasts; TCP: "
+        "anti-entropy sync) and an HTTP API, with the fast `local` timing preset. node2 and "
+        "node3 join through node1."
+    ))  # fmt: skip
+    started = time.monotonic()
+    say(f"data in {workdir}")
+    n1 = await in_thread(lambda: Node("node1", nodes, workdir / "node1.db"))
+    others: list[Node] = []
+
+    async def start_node(name: str) -> None:
+        db = workdir / f"{name}.db"
+        others.append(await in_thread(lambda: Node(name, nodes, db, bootstrap=[n1.gossip])))
+
+    async with trio.open_nursery() as nursery:
+        for name in ("node2", "node3"):
+            nursery.start_soon(start_node, name)
+    n2, n3 = sorted(others, key=lambda n: n.name)
+    cluster = [n1, n2, n3]
+    names = {n.actor: n.name for n in cluster}
+    for n in cluster:
+        where = f"gossip {n.gossip:<16}  api {n.http:<16}"
+        say(f"{n.name}  pid {n.pid:<7}  {where}  actor {n.actor[:8]}")
+    await poll("the three nodes seeing each other",
+               lambda: all(n.request(state=True)["alive"] == 2 for n in cluster))  # fmt: skip
+    say(f"every node sees the other two alive, {time.monotonic() - started:.1f} s after start")
+
+    section(2, "The schema", (
+        "Every node loaded examples/routing/schema.sql: `apps` and `machines` (app, worker, "
+        "region, address, state), a routing table like the one Fly.io's proxies read to know "
+        "where each app runs. Its tables are CRRs: every column of every row carries a logical "
+        "clock, so writes on any node merge to the same result everywhere."
+    ))  # fmt: skip
+
+    follower = Follower()
+    async with (
+        AsyncCorrosionClient(n1.http) as c1,
+        AsyncCorrosionClient(n2.http) as c2,
+        AsyncCorrosionClient(n3.http) as c3,
+        trio.open_nursery() as nursery,
+    ):
+        section(3, "Subscribe on node3", (
+            "A proxy on node3 subscribes over HTTP (POST /v1/subscriptions) to the query below: "
+            "it gets the current rows, then one event per change of the result, whichever node "
+            "wrote it."
+        ))  # fmt: skip
+        say(FOLLOW)
+        nursery.start_soon(follower.run, c3)
+        rows = 0
+        while True:
+            _, event = await follower.next("the subscription's initial rows")
+            if isinstance(event, Row):
+                rows += 1
+            elif isinstance(event, Columns):
+                say(f"columns {', '.join(event.names)}")
+            elif isinstance(event, EndOfQuery):
+                empty = " (an empty table)" if rows == 0 else ""
+                say(f"{rows} rows now{empty}; waiting for changes")
+                break
+
+        section(4, "Workers write on node1 and node2", (
+            "Each worker publishes the machines it runs into its own node (POST "
+            "/v1/transactions). The change is committed there, broadcast to the other nodes "
+            "and applied, and node3's subscription turns it into events. The delay is measured "
+            "from the commit on the writer to the event's arrival here."
+        ))  # fmt: skip
+        w1, w2 = Writer(n1, c1, follower), Writer(n2, c2, follower)
+        await w1.write("worker ams-1 publishes two machines", [
+            "INSERT INTO apps (name, org) VALUES ('web', 'acme'), ('api', 'acme')",
+            machine("m-ams-1", "web", "ams-1", "ams", "[fdaa::1:1]:8080"),
+            machine("m-ams-2", "api", "ams-1", "ams", "[fdaa::1:2]:8080"),
+        ], events=2)  # fmt: skip
+        await w2.write("worker ord-1 publishes two machines", [
+            machine("m-ord-1", "web", "ord-1", "ord", "[fdaa::2:1]:8080"),
+            machine("m-ord-2", "web", "ord-1", "ord", "[fdaa::2:2]:8080"),
+        ], events=2)  # fmt: skip
+        await w2.write("m-ord-2 is stopping",
+                       [("UPDATE machines SET state = 'stopping' WHERE id = ?", ["m-ord-2"])],
+                       events=1)  # fmt: skip
+        await w1.write("m-ams-2 is destroyed",
+                       [("DELETE FROM machines WHERE id = ?", ["m-ams-2"])], events=1)  # fmt: skip
+        delays = w1.delays + w2.delays
+        say(f"propagation over {len(delays)} events: min {ms(min(delays))}, median "
+            f"{ms(statistics.median(delays))}, max {ms(max(delays))}")  # fmt: skip
+
+        section(5, "Membership", (
+            "Nodes find each other and watch each other with SWIM: each probes a random member "
+            "every 200 ms (the `local` preset); a member that does not answer, directly or "
+            "through others, is suspected, then declared dead."
+        ))  # fmt: skip
+        await in_thread(lambda: member_table(n1, names))
+
+        section(6, "Kill node2", (
+            "node2 gets SIGKILL: no goodbye, as if its host crashed. node1 and node3 notice that "
+            "it stopped answering probes, suspect it, and declare it dead; the data it wrote "
+            "stays on the others, and the subscription on node3 goes on."
+        ))  # fmt: skip
+        say(f"kill -9 {n2.pid} (node2)")
+        killed = time.monotonic()
+        await in_thread(n2.kill)
+        seen: dict[tuple[str, str], float] = {}
+
+        def watch() -> bool:
+            for viewer in (n1, n3):
+                for actor, _, state, _ in viewer.members():
+                    if actor == n2.actor and state in ("suspect", "dead"):
+                        seen.setdefault((viewer.name, state), time.monotonic() - killed)
+            return all((v, "dead") in seen for v in ("node1", "node3"))
+
+        await poll("node2 declared dead by node1 and node3", watch, limit=30.0)
+        for viewer in ("node1", "node3"):
+            suspect = seen.get((viewer, "suspect"))
+            first = f"suspected after {suspect:.2f} s, " if suspect is not None else ""
+            say(f"{viewer}: node2 {first}declared dead after {seen[(viewer, 'dead')]:.2f} s")
+        await in_thread(lambda: member_table(n1, names))
+        w1.delays.clear()
+        await w1.write("worker ams-1 publishes one more machine", [
+            machine("m-ams-3", "web", "ams-1", "ams", "[fdaa::1:3]:8080"),
+        ], events=1)  # fmt: skip
+        say("the subscription on node3 still works without node2")
         nursery.cancel_scope.cancel()
-        return same
+
+    section(7, "Stop", (
+        "node1 and node3 are stopped cleanly: each announces its leave, applies what it "
+        "already received, saves its member list and closes its database."
+    ))  # fmt: skip
+    codes = {n.name: 0 for n in (n1, n3)}
+
+    async def stop(node: Node) -> None:
+        proc = node.proc
+        await in_thread(node.stop)
+        codes[node.name] = proc.returncode if proc is not None else 0
+
+    async with trio.open_nursery() as nursery:
+        for n in (n1, n3):
+            nursery.start_soon(stop, n)
+    for name, code in codes.items():
+        if code != 0:
+            raise DemoError(f"{name} did not stop cleanly (exit status {code})")
+        say(f"{name} stopped cleanly (exit status 0)")
+
+
+def cleanup(nodes: list[Node]) -> None:
+    """Stop every node process still running, by its PID (end of stdin, then SIGTERM, then
+    SIGKILL)."""
+    for node in nodes:
+        if node.pid is None:
+            continue
+        try:
+            node.stop(timeout=5.0)
+        except Exception:  # a pipe closed early, or the like: make sure, by SIGKILL
+            node.kill()
+
+
+def _on_sigint(handler: Any) -> Any:
+    """Set the SIGINT handler (only the main thread can); the previous one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def main() -> None:
-    print("corrosion_py demo: a three-node cluster replicating a routing table\n")
-    with tempfile.TemporaryDirectory(prefix="corrosion-demo-") as d:
-        ok = trio.run(main_async, Path(d))
-    if not ok:
-        raise SystemExit("demo failed: nodes did not converge")
-    print("\nall nodes stopped cleanly.")
+    _on_sigint(signal.default_int_handler)  # trio turns Ctrl-C into KeyboardInterrupt
+    print("corrosion_py demo: a three-node cluster replicating a routing table, the way Fly.io's")
+    print("proxies learn where every app's machines run.")
+    started = time.monotonic()
+    nodes: list[Node] = []
+    failure: BaseException | None = None
+    with tempfile.TemporaryDirectory(prefix="corrosion-demo-") as directory:
+        try:
+            trio.run(run, Path(directory), nodes)
+        except BaseException as exc:
+            failure = _leaf(exc)
+        finally:
+            previous = _on_sigint(signal.SIG_IGN)  # the cleanup runs to its end
+            try:
+                cleanup(nodes)
+            finally:
+                if previous is not None:
+                    _on_sigint(previous)
+    if isinstance(failure, KeyboardInterrupt):
+        print("\ninterrupted: every node stopped, temporary files removed.")
+        raise SystemExit(130)
+    if isinstance(failure, SystemExit):
+        raise failure
+    if failure is not None:
+        kind = "" if isinstance(failure, DemoError | ClientError) else f"{type(failure).__name__}: "
+        print(f"\ndemo failed: {kind}{failure}", file=sys.stderr)
+        print("every node stopped, temporary files removed.", file=sys.stderr)
+        raise SystemExit(1)
+    print(f"\nall nodes stopped cleanly, temporary files removed; "
+          f"the demo took {time.monotonic() - started:.1f} s.")  # fmt: skip
 
 
 if __name__ == "__main__":
