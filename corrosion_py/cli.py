@@ -475,7 +475,10 @@ def _stdout_console() -> Any:
     from rich.console import Console
 
     stdout = sys.stdout
-    return Console(file=stdout, width=None if stdout.isatty() else 200, highlight=False)
+    # markup off: cells are data ("[fdaa::1]:8080" is an address, not a rich tag)
+    return Console(
+        file=stdout, width=None if stdout.isatty() else 200, highlight=False, markup=False
+    )
 
 
 @main.command()

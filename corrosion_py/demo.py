@@ -73,9 +73,8 @@ class DemoError(Exception):
 
 
 class Node(AgentProcess):
-    """An agent process (`corrosion_py.agent.node`) that also answers ``{"members": true}``
-    with its member list. It is put in ``registry`` before its process starts, so the cleanup
-    finds its PID whatever happens next."""
+    """An agent process (`corrosion_py.agent.node`). It is put in ``registry`` before its
+    process starts, so the cleanup finds its PID whatever happens next."""
 
     def __init__(self, name: str, registry: list[Node], db: Path, **options: Any) -> None:
         self.name = name
@@ -83,7 +82,7 @@ class Node(AgentProcess):
         super().__init__(db, SCHEMA, api="127.0.0.1:0", **options)
 
     def start(self) -> None:
-        if "-m" in self.args:  # run through this module's `_serve_node`, which adds `members`
+        if "-m" in self.args:  # run through this module's `_serve_node`, which ignores SIGINT
             i = self.args.index("-m")
             self.args[i : i + 2] = ["-c", NODE_MAIN]
         super().start()
@@ -91,8 +90,7 @@ class Node(AgentProcess):
     def stop(self, timeout: float = 20.0) -> None:
         """A clean stop: the end of its command stream (stdin) makes the node leave the
         cluster, apply what it holds and close its database; SIGTERM, then SIGKILL, only if it
-        is still running after ``timeout`` seconds. (SIGTERM first would wait for stdin anyway:
-        the node reads its commands in a thread that only returns with a line or the end.)"""
+        is still running after ``timeout`` seconds."""
         proc = getattr(self, "proc", None)
         if proc is not None and proc.stdin is not None and proc.poll() is None:
             with contextlib.suppress(OSError):
@@ -129,24 +127,9 @@ class Node(AgentProcess):
 
 
 def _serve_node(argv: list[str]) -> None:
-    """A node process of the demo (see NODE_MAIN): `corrosion_py.agent.node` plus a ``members``
-    command."""
+    """A node process of the demo (see NODE_MAIN): `corrosion_py.agent.node`."""
     from corrosion_py.agent import node
-    from corrosion_py.agent.agent import Agent
-    from corrosion_py.wire.swim import format_addr
 
-    answer = node._answer
-
-    async def with_members(agent: Agent, command: dict[str, Any]) -> dict[str, Any]:
-        if command.get("members"):
-            members = [
-                [m.actor_id.hex(), format_addr(m.addr), m.state.name.lower(), m.incarnation]
-                for m in agent.members()
-            ]
-            return {"members": members}
-        return await answer(agent, command)
-
-    node._answer = with_members  # node.py has no members command (yet): ours goes in front
     sys.argv[1:] = argv
     try:
         node.run()

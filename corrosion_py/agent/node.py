@@ -13,6 +13,7 @@ one command per line on stdin and answers on stdout with the same ``id``:
     {"id": 2, "txs": [[stmt, ...], ...]} -> {"id": 2, "versions": [...]} (a burst, concurrent)
     {"id": 2, "state": true} -> {"id": 2, "heads": {...}, "gaps": 0, "partials": 0, "alive": 4}
     {"id": 3, "stats": true} -> {"id": 3, "stats": {...}}
+    {"id": 3, "members": true} -> {"id": 3, "members": [[actor_hex, "HOST:PORT", state, inc]]}
     {"id": 4, "arrivals": true} -> [[actor_hex, version, wall time], ...] since the last call
     {"id": 5, "block": ["HOST:PORT", ...]} -> cut traffic to those nodes ([] heals; tests)
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -84,6 +86,13 @@ async def _answer(agent: Agent, command: dict[str, Any]) -> dict[str, Any]:
         }
     if "stats" in command:
         return {"stats": agent.stats()}
+    if "members" in command:
+        return {
+            "members": [
+                [m.actor_id.hex(), format_addr(m.addr), m.state.name.lower(), m.incarnation]
+                for m in agent.members()
+            ]
+        }
     if "arrivals" in command:  # taken, so the next call returns only newer ones
         taken = list(agent.arrivals)
         agent.arrivals.clear()
@@ -95,17 +104,28 @@ async def _answer(agent: Agent, command: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _commands(agent: Agent, done: trio.CancelScope) -> None:
-    stdin = trio.wrap_file(sys.stdin)
-    async for line in stdin:
-        try:
-            command = json.loads(line)
-            if not isinstance(command, dict):
-                raise ValueError("a command is a JSON object")
-            reply = await _answer(agent, command)
-        except (ValueError, TypeError, CorrosionError) as e:
-            reply = {"error": str(e)}
-        emit(id=command.get("id") if isinstance(command, dict) else None, **reply)
+    """Answer each command line of stdin; its end stops the agent. Read without a thread
+    (a non-blocking copy of the descriptor), so SIGTERM's cancellation is not held up by a
+    read waiting for a line."""
+    async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stdin:
+        pending = b""
+        while data := await stdin.receive_some(1 << 16):
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                await _command(agent, line)
     done.cancel()
+
+
+async def _command(agent: Agent, line: bytes) -> None:
+    command: Any = None
+    try:
+        command = json.loads(line)
+        if not isinstance(command, dict):
+            raise ValueError("a command is a JSON object")
+        reply = await _answer(agent, command)
+    except (ValueError, TypeError, CorrosionError) as e:
+        reply = {"error": str(e)}
+    emit(id=command.get("id") if isinstance(command, dict) else None, **reply)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -260,12 +260,14 @@ class Store:
         return store
 
     def close(self) -> None:
-        with self._write_lock:
-            self._writer.close()
+        # readers first: the last connection to close removes the WAL, and a read-only one
+        # cannot (the -wal and -shm files would stay behind after a clean stop)
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
 
     def __enter__(self) -> Store:
         return self

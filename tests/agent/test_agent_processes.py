@@ -103,3 +103,16 @@ def test_fifty_agents_converge_under_random_writes(tmp_path: Path) -> None:
     with agent_cluster(50, tmp_path, SCHEMA, preset="lan", sync_interval=(1.0, 5.0)) as agents:
         random_writes(agents, 300, random.Random(50))
         wait_converged(agents, ROWS, timeout=180)
+
+
+def test_sigterm_stops_an_agent_process_cleanly(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.sql"
+    schema.write_text(SCHEMA)
+    agent = AgentProcess(tmp_path / "n.db", schema, api="127.0.0.1:0")
+    proc = agent.proc
+    assert proc is not None and agent.api is not None
+    assert agent.write(["INSERT INTO kv (k, v) VALUES (1, 'a')"]) == 1
+    agent.stop(timeout=20)  # SIGTERM; a SIGKILL after the timeout would show as -9
+    assert proc.returncode == 0
+    # the last connection closed was the writer: SQLite removed the WAL and its index
+    assert not (tmp_path / "n.db-wal").exists() and not (tmp_path / "n.db-shm").exists()
