@@ -18,6 +18,7 @@ docs/client.md.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, Self
@@ -609,7 +610,7 @@ class AsyncCorrosionClient(_Base):
         return table_stats_result(await self._call(table_stats_request(tables)))
 
 
-class _AsyncStream:
+class _AsyncStream(abc.ABC):
     """`_Stream` for async code; started by ``async with`` or the first ``async for`` step."""
 
     def __init__(self, client: AsyncCorrosionClient, request: Request) -> None:
@@ -621,8 +622,9 @@ class _AsyncStream:
         self.started = False
         self.closed = False
 
+    @abc.abstractmethod
     async def _start(self) -> None:
-        raise NotImplementedError
+        """Send the request and read the stream's head (each kind of stream its own)."""
 
     async def start(self) -> Self:
         """Send the request (once); what ``async with`` does."""
