@@ -180,32 +180,33 @@ class Agent:
     @classmethod
     @asynccontextmanager
     async def _open_locked(cls, config: AgentConfig) -> AsyncIterator[Agent]:
-        store = await trio.to_thread.run_sync(
-            lambda: Store.open(config.db_path, schema_paths=config.schema_paths)
-        )
-        try:
-            saved = await trio.to_thread.run_sync(store.load_members, limiter=store.read_limiter)
-            own = [r for r in saved if r.actor_id == store.actor_id]
-            incarnation = own[0].incarnation + 1 if own else 0
-            host, port = config.gossip_addr
-            async with (
-                open_gossip_port(host, port, faults=config.faults, seed=config.seed) as (
-                    endpoint,
-                    listeners,
-                ),
-                trio.open_nursery() as nursery,
-            ):
-                agent = cls(config, store, endpoint, incarnation)
-                await agent._start(nursery, listeners, saved)
-                try:
-                    yield agent
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await agent._shutdown()
-                    nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):  # a cancelled stop must still close the file
-                await trio.to_thread.run_sync(store.close)
+        host, port = config.gossip_addr
+        # the port first: a node that cannot bind it stops before creating its database
+        async with open_gossip_port(host, port, faults=config.faults, seed=config.seed) as (
+            endpoint,
+            listeners,
+        ):
+            store = await trio.to_thread.run_sync(
+                lambda: Store.open(config.db_path, schema_paths=config.schema_paths)
+            )
+            try:
+                saved = await trio.to_thread.run_sync(
+                    store.load_members, limiter=store.read_limiter
+                )
+                own = [r for r in saved if r.actor_id == store.actor_id]
+                incarnation = own[0].incarnation + 1 if own else 0
+                async with trio.open_nursery() as nursery:
+                    agent = cls(config, store, endpoint, incarnation)
+                    await agent._start(nursery, listeners, saved)
+                    try:
+                        yield agent
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await agent._shutdown()
+                        nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):  # a cancelled stop must still close the file
+                    await trio.to_thread.run_sync(store.close)
 
     async def _start(
         self,

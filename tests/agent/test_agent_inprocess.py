@@ -120,3 +120,16 @@ async def test_restart_resumes_with_same_actor_and_a_higher_incarnation(tmp_path
             await wait_for(lambda: converged([a, b2]))
             assert [r[0] for r in await rows(b2)] == [1, 2]
             await wait_for(lambda: a.membership.core.member(b_actor).state is MemberState.ALIVE)  # type: ignore[union-attr]
+
+
+async def test_a_node_that_cannot_bind_its_port_creates_no_database(tmp_path: Path) -> None:
+    with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as taken:
+        await taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        cfg = config(tmp_path, "n", gossip_addr=("127.0.0.1", port))
+        try:
+            async with Agent.open(cfg):
+                raise AssertionError("the port was taken")
+        except OSError:
+            pass
+        assert not cfg.db_path.exists()
