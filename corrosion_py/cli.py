@@ -303,6 +303,56 @@ def setup_logging(section: LogSection) -> None:
     root.setLevel(section.level.upper())
 
 
+def missing_versions(state: Any) -> int:
+    """Versions a node has heard of and does not hold yet (gaps, plus partially received)."""
+    gaps = sum(end - start + 1 for ranges in state.need.values() for start, end in ranges)
+    return int(gaps + sum(len(partials) for partials in state.partial_need.values()))
+
+
+async def _report_catch_up(agent: Any, log: logging.Logger, interval: float = 1.0) -> None:
+    """While the node misses versions it has heard of (after a start, or a partition), show
+    the catch-up: a progress bar when stderr is a terminal, else a log line every 5 s, and one
+    line when it is done."""
+    import trio
+
+    progress: Any = None
+    task: Any = None
+    worst = 0
+    started = last_line = 0.0
+    while True:
+        await trio.sleep(interval)
+        missing = missing_versions(agent.store.sync_state())
+        now = trio.current_time()
+        if missing and not worst:
+            started = last_line = now
+        if missing:
+            worst = max(worst, missing)
+            if sys.stderr.isatty():
+                if progress is None:
+                    from rich.console import Console
+                    from rich.progress import Progress
+
+                    progress = Progress(console=Console(file=sys.stderr), transient=True)
+                    progress.start()
+                    task = progress.add_task("catching up (versions)", total=worst)
+                progress.update(task, total=worst, completed=worst - missing)
+            elif now - last_line >= 5 * interval:
+                last_line = now
+                log.info(
+                    "catching up: %d of %d versions received", worst - missing, worst,
+                    extra={"fields": {"event": "catching_up", "missing": missing}},
+                )  # fmt: skip
+        elif worst:
+            if progress is not None:
+                progress.stop()
+                progress = None
+            log.info(
+                "caught up: %d versions received in %.1f s", worst, now - started,
+                extra={"fields": {"event": "caught_up", "versions": worst}},
+            )  # fmt: skip
+            worst = 0
+
+
 async def _run_agent(config: Config) -> None:
     import trio
 
@@ -314,6 +364,7 @@ async def _run_agent(config: Config) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Agent.open(config.agent_config()) as agent, trio.open_nursery() as nursery:
             admin_path = await nursery.start(serve_admin, agent, config.admin_path)
+            nursery.start_soon(_report_catch_up, agent, log)
             fields = {
                 "actor_id": agent.actor_id.hex(),
                 "gossip_addr": format_addr(agent.gossip_addr),
