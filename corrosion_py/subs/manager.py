@@ -42,7 +42,7 @@ import trio
 
 from corrosion_py.crdt import Change as ColumnChange
 from corrosion_py.crdt import register, unpack_pk
-from corrosion_py.crdt.schema import crr_names, introspect
+from corrosion_py.crdt.schema import crr_names
 from corrosion_py.store.store import Store, connect
 from corrosion_py.subs.events import (
     Change,
@@ -492,9 +492,8 @@ class SubscriptionManager:
         """
         if not await self.is_table(table):
             raise SubscriptionError(f"table {table!r} is not a replicated table")
-        pks = (await self._thread(introspect, self._conn, table)).pks
         send, receive = trio.open_memory_channel[Notify](self.config.listener_buffer)
-        listener = _UpdateListener(send, len(pks))
+        listener = _UpdateListener(send)
         self._updates.setdefault(table, set()).add(listener)
         notes = _notifications(receive, listener)
         try:
@@ -524,7 +523,6 @@ class SubscriptionManager:
 @attrs.define(eq=False)
 class _UpdateListener:
     send: trio.MemorySendChannel[Notify]
-    width: int
     lagged: bool = False
 
 
