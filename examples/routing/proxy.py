@@ -11,6 +11,7 @@ that stops leaves the result (``state = 'started'``), so it arrives here as a de
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
@@ -100,9 +101,28 @@ def answer(table: RoutingTable, app: str) -> str:
     return f"{app} -> {', '.join(addresses) if addresses else 'nowhere'}"
 
 
+async def stop_on_signal(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Turn the first SIGINT (Ctrl-C) or SIGTERM into a cancellation of ``scope``.
+
+    Left to itself, trio raises KeyboardInterrupt wherever the program happens to be, which can
+    be the middle of the HTTP client's connection handling: its clean-up can then wait forever
+    on state the interrupt left half-changed, and the program does not exit. A cancellation
+    arrives at a checkpoint, where every library is ready for it. A second Ctrl-C during the
+    clean-up interrupts at once (the handler is trio's again)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
 async def main(api: str, apps: list[str]) -> None:
+    """Print where ``apps`` run whenever it changes, until SIGINT or SIGTERM."""
     table = RoutingTable()
     async with trio.open_nursery() as nursery:
+        await nursery.start(stop_on_signal, nursery.cancel_scope)  # before the first line
         await nursery.start(follow, api, table)
         shown: list[str] = []
         while True:
@@ -120,7 +140,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     try:
         trio.run(main, args.api, args.apps)
-    except* KeyboardInterrupt:
-        pass
+    except* KeyboardInterrupt:  # Ctrl-C before the handler was in place, or a second one
+        sys.exit(130)
     except* ClientError as group:
         sys.exit(f"proxy: {group.exceptions[0]}")
