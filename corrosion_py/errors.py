@@ -45,3 +45,8 @@ class StatementError(StoreError):
         self.index = index
         self.sql = sql
         self.message = message
+
+
+class GossipKeyError(CorrosionError):
+    """Gossip keys are missing, unreadable or refused (the message names the file and line,
+    never key material), or a key change the agent cannot make."""

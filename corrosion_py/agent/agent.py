@@ -17,6 +17,13 @@ Rules:
   sync resumes exactly where it stopped.
 - **Writes** commit locally (``Store.transaction``), then their changeset is broadcast at once;
   the call returns after the commit and the first sends, never waiting for peers.
+- **Sealed gossip** (docs/security.md). With keys (``keyring`` or ``keyring_file``) every
+  datagram and every TCP stream of the gossip port is authenticated and encrypted
+  (net/secure.py); the server side of a stream proves the client holds a key before the sync
+  server or push-pull sees a byte. Without keys the agent runs plaintext only when told to
+  (``plaintext``, logged as a warning) or when gossip is bound to a loopback address (local
+  development, logged as info); otherwise ``open`` refuses to start (`GossipKeyError`). Keys
+  change on a running agent with ``set_keyring`` / ``reload_keyring``.
 - **Shutdown** is a cancellation (the caller's, or SIGTERM in the runner): shielded and
   bounded by ``shutdown_timeout``, the agent announces its leave and lingers until it is spread,
   applies what is already queued, saves the member list, then closes the database.
@@ -24,6 +31,8 @@ Rules:
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import random
 import time
 from collections import deque
@@ -38,13 +47,16 @@ import trio
 from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.agent.gossiper import Gossiper
 from corrosion_py.agent.syncer import Syncer
+from corrosion_py.errors import GossipKeyError
 from corrosion_py.gossip import BroadcastConfig, Broadcaster, Peer
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
+from corrosion_py.net.secure import GossipSecurity, SecureStream, read_keyring_file
 from corrosion_py.net.sync import SyncServer
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
 from corrosion_py.store import lock as db_lock
 from corrosion_py.store.apply import ApplyResult
+from corrosion_py.store.chunking import DEFAULT_BUDGET
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.schema import SchemaResult
 from corrosion_py.store.store import Params, Statement, Store, TxResult
@@ -53,9 +65,15 @@ from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim,
 from corrosion_py.swim.events import Event as SwimEvent
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
+from corrosion_py.wire.keyring import Keyring
 from corrosion_py.wire.swim import SWIM_TAGS, Addr, format_addr, parse_addr
 
+log = logging.getLogger("corrosion_py.agent")
+
 ARRIVALS_KEPT = 100_000
+MAX_HANDSHAKES = 64
+"""Gossip TCP connections in their encryption handshake at once; more are closed at once and
+counted (each handshake lasts at most the handshake timeout)."""
 
 _STATES = {
     MemberState.ALIVE: "alive",
@@ -103,6 +121,60 @@ class AgentConfig:
     )
     """The subscriptions' file (None: ``<db_path>.subs.db`` beside the database)."""
     subs: SubsConfig = attrs.Factory(SubsConfig)
+    keyring: Keyring | None = None
+    """Gossip keys, primary first: every datagram and stream is sealed with them."""
+    keyring_file: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    """A key file (one base64 key per line, first = primary), read at start and by
+    ``reload_keyring``; exclusive with ``keyring``."""
+    plaintext: bool = False
+    """Run gossip without encryption on purpose (a warning at start). Without keys and without
+    this, only a loopback gossip address runs (plaintext, for local development)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.keyring is not None and self.keyring_file is not None:
+            raise GossipKeyError("give gossip keys as keyring or keyring_file, not both")
+        if self.plaintext and (self.keyring is not None or self.keyring_file is not None):
+            raise GossipKeyError("gossip cannot be both plaintext and keyed")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _initial_keyring(config: AgentConfig) -> Keyring | None:
+    """The keys to start with (None: plaintext, when allowed); logs the mode chosen."""
+    host, port = config.gossip_addr
+    if config.keyring_file is not None:
+        keyring: Keyring | None = read_keyring_file(config.keyring_file)
+    else:
+        keyring = config.keyring
+    if keyring is not None:
+        log.info(
+            "gossip encrypted: %d key(s), primary key id %s", len(keyring.keys),
+            keyring.primary.id_hex,
+        )  # fmt: skip
+    elif config.plaintext:
+        log.warning(
+            "gossip runs in PLAINTEXT ([gossip] plaintext = true): anyone who can reach "
+            "%s:%d can read and write every row", host, port,
+        )  # fmt: skip
+    elif is_loopback(host):
+        log.info(
+            "gossip on loopback %s without a key runs in plaintext (local development); set "
+            "[gossip] keyring_file to encrypt it", host,
+        )  # fmt: skip
+    else:
+        raise GossipKeyError(
+            f"gossip on {format_addr((host, port))} needs a key: set [gossip] keyring_file "
+            "(create one with `corrosion keygen --out FILE`), or [gossip] plaintext = true"
+        )
+    return keyring
 
 
 class Agent:
@@ -118,16 +190,22 @@ class Agent:
         self.config = config
         self.store = store
         self.endpoint = endpoint
+        self.security = endpoint.security
+        """Keys and counters of sealed gossip (None: plaintext)."""
         rng = random.Random(config.seed)
+        # a SWIM packet must fit the endpoint once sealed
+        swim = attrs.evolve(
+            config.swim, max_packet_size=min(config.swim.max_packet_size, endpoint.max_payload)
+        )
         core = Swim(
             actor_id=store.actor_id,
             addr=endpoint.addr,
             cluster_id=config.cluster_id,
             rng=random.Random(rng.random()),
-            config=config.swim,
+            config=swim,
             incarnation=incarnation,
         )
-        self.membership = Membership(core, endpoint, receive=False)
+        self.membership = Membership(core, endpoint, receive=False, security=self.security)
         self.arrivals: deque[tuple[bytes, int, float]] = deque(maxlen=ARRIVALS_KEPT)
         """(actor, version, wall time) of every version written or applied here, newest last:
         what propagation measurements read (bounded; the oldest fall off)."""
@@ -150,6 +228,7 @@ class Agent:
             rng=random.Random(rng.random()),
             interval=config.sync_interval,
             blocked=lambda addr: (endpoint.addr, addr) in endpoint.faults.blocked,
+            security=self.security,
         )
         self.sync_server = SyncServer(store, config.cluster_id, push_pull=self._serve_push_pull)
         subs_path = config.subscriptions_path or config.db_path.with_name(
@@ -164,6 +243,7 @@ class Agent:
         self._left = trio.Event()
         self._member_listeners: set[trio.MemorySendChannel[SwimEvent]] = set()
         self.member_events_dropped = 0
+        self._handshakes = 0
 
     # -- opening and closing ---------------------------------------------------------------------
 
@@ -181,13 +261,17 @@ class Agent:
     @asynccontextmanager
     async def _open_locked(cls, config: AgentConfig) -> AsyncIterator[Agent]:
         host, port = config.gossip_addr
+        keyring = _initial_keyring(config)
+        security = GossipSecurity(keyring, config.cluster_id) if keyring is not None else None
         # the port first: a node that cannot bind it stops before creating its database
-        async with open_gossip_port(host, port, faults=config.faults, seed=config.seed) as (
-            endpoint,
-            listeners,
-        ):
+        async with open_gossip_port(
+            host, port, faults=config.faults, seed=config.seed, security=security
+        ) as (endpoint, listeners):
+            budget = min(DEFAULT_BUDGET, endpoint.max_payload)  # a piece fits once sealed
             store = await trio.to_thread.run_sync(
-                lambda: Store.open(config.db_path, schema_paths=config.schema_paths)
+                lambda: Store.open(
+                    config.db_path, schema_paths=config.schema_paths, chunk_budget=budget
+                )
             )
             try:
                 saved = await trio.to_thread.run_sync(
@@ -220,7 +304,7 @@ class Agent:
         await nursery.start(self.apply_queue.run)
         await nursery.start(self.gossiper.run)
         nursery.start_soon(self._receive)
-        nursery.start_soon(trio.serve_listeners, self.sync_server.serve, listeners)
+        nursery.start_soon(trio.serve_listeners, self._serve_tcp, listeners)
         nursery.start_soon(self._save_members_loop)
         known = [
             r.address
@@ -325,6 +409,35 @@ class Agent:
             self.subs.schema_changed()
         return result
 
+    def key_ids(self) -> list[str]:
+        """Ids of the gossip keys in use, primary first (empty: plaintext). Never the keys."""
+        return self.security.keyring.ids() if self.security is not None else []
+
+    def set_keyring(self, keyring: Keyring) -> None:
+        """Use new gossip keys from now on: the primary seals, every key opens. Rotation
+        without downtime: add the new key everywhere, make it primary everywhere, then
+        remove the old one (docs/security.md)."""
+        if self.security is None:
+            raise GossipKeyError(
+                "this agent runs gossip in plaintext; keys can only be added by a restart with "
+                "[gossip] keyring_file"
+            )
+        self.security.set_keyring(keyring)
+        log.info(
+            "gossip keys changed: %d key(s), primary key id %s", len(keyring.keys),
+            keyring.primary.id_hex,
+        )  # fmt: skip
+
+    async def reload_keyring(self) -> Keyring:
+        """Re-read ``keyring_file`` and use it (`GossipKeyError`, and nothing changes, when it
+        is refused)."""
+        path = self.config.keyring_file
+        if path is None:
+            raise GossipKeyError("this agent has no [gossip] keyring_file to reload")
+        keyring = await trio.to_thread.run_sync(read_keyring_file, path)
+        self.set_keyring(keyring)
+        return keyring
+
     def members(self) -> list[MemberInfo]:
         """Every other member this node knows, in any state."""
         return self.membership.members()
@@ -354,6 +467,7 @@ class Agent:
             "swim": dict(self.membership.core.stats),
             "push_pull": dict(self.membership.push_pull_stats),
             "udp": {**attrs.asdict(self.endpoint.stats), "unrouted": self.stats_udp_unrouted},
+            "security": self.security.stats() if self.security is not None else None,
         }  # fmt: skip
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -382,9 +496,35 @@ class Agent:
             else:
                 self.stats_udp_unrouted += 1
 
+    async def _serve_tcp(self, raw: trio.SocketStream) -> None:
+        """A connection to the gossip port: sealed first (when keyed), then the sync server,
+        which hands push-pulls on."""
+        if self.security is None:
+            await self.sync_server.serve(raw)
+            return
+        stream: SecureStream | None = None
+        if self._handshakes >= MAX_HANDSHAKES:
+            self.security.streams["refused_busy"] += 1
+        else:
+            self._handshakes += 1
+            try:
+                host, port = raw.socket.getpeername()[:2]
+                stream = await self.security.server(raw, (host, port))
+            except (OSError, trio.BrokenResourceError):
+                self.security.streams["failed_io"] += 1
+            finally:
+                self._handshakes -= 1
+        if stream is None:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(raw)
+            return
+        await self.sync_server.serve(stream)
+
     async def _serve_push_pull(self, stream: trio.abc.Stream, first: bytes) -> None:
         peer: Addr = ("", 0)
-        if isinstance(stream, trio.SocketStream):
+        if isinstance(stream, SecureStream):
+            peer = stream.peer
+        elif isinstance(stream, trio.SocketStream):
             host, port = stream.socket.getpeername()[:2]
             peer = (host, port)
         async with stream:

@@ -22,6 +22,7 @@ import trio
 
 from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.gossip import choose_peers, jittered_interval, missing_versions
+from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.net.sync import SyncReport, sync_with
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
@@ -42,6 +43,7 @@ class Syncer:
         interval: tuple[float, float] = (1.0, 15.0),
         first_delay: float = 0.5,
         blocked: Callable[[Addr], bool] = lambda addr: False,
+        security: GossipSecurity | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -52,6 +54,7 @@ class Syncer:
         self.first_delay = first_delay
         self.blocked = blocked
         """Peers the fault layer cuts off (tests): skipped as if unreachable."""
+        self.security = security
         self.stats: Counter[str] = Counter()
         """rounds, rounds_ok, rounds_failed, rounds_idle (nobody to sync with), changesets."""
         self.last_sync: dict[bytes, float] = {}
@@ -74,7 +77,12 @@ class Syncer:
         missing = missing_versions(self.store.sync_state())
         chosen = choose_peers(list(alive), rng=self.rng, missing=missing, last_sync=self.last_sync)
         report = await sync_with(
-            self.store, self.cluster_id, [alive[a] for a in chosen], self.queue.put, rng=self.rng
+            self.store,
+            self.cluster_id,
+            [alive[a] for a in chosen],
+            self.queue.put,
+            rng=self.rng,
+            security=self.security,
         )
         now = trio.current_time()
         by_addr = report.by_addr()

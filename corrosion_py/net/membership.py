@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import trio
 
 from corrosion_py.net import pushpull
+from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.swim import Swim
 from corrosion_py.swim.events import (
@@ -48,11 +49,15 @@ class Membership:
         *,
         events_size: int = 1024,
         receive: bool = True,
+        security: GossipSecurity | None = None,
     ) -> None:
         """``receive=False``: the owner of the endpoint reads it and routes SWIM datagrams to
-        ``handle_datagram`` (the agent shares the socket with changeset broadcast)."""
+        ``handle_datagram`` (the agent shares the socket with changeset broadcast).
+        ``security``: push-pull streams are sealed (the endpoint's datagrams are sealed by
+        the endpoint itself)."""
         self.core = core
         self.endpoint = endpoint
+        self.security = security
         self._receive = receive
         self._events_send, self.events = trio.open_memory_channel[Event](events_size)
         self.events_dropped = 0
@@ -122,9 +127,17 @@ class Membership:
                 FrameTooLarge) as e:  # fmt: skip
             self.push_pull_stats[f"serve_failed_{type(e).__name__}"] += 1
 
-    async def serve_tcp_stream(self, stream: trio.SocketStream) -> None:
+    async def serve_tcp_stream(self, raw: trio.SocketStream) -> None:
         """A TCP handler (for ``trio.serve_tcp``) for a node whose port serves push-pull only."""
-        async with stream:
+        async with raw:
+            host, port = raw.socket.getpeername()[:2]
+            stream: trio.abc.Stream = raw
+            if self.security is not None:
+                secured = await self.security.server(raw, (host, port))
+                if secured is None:
+                    self.push_pull_stats["serve_failed_handshake"] += 1
+                    return
+                stream = secured
             reader = FrameReader(pushpull.MAX_FRAME)
             pending: list[bytes] = []
             try:
@@ -137,7 +150,6 @@ class Membership:
             except (trio.TooSlowError, trio.BrokenResourceError, OSError, FrameTooLarge):
                 self.push_pull_stats["serve_failed_first_frame"] += 1
                 return
-            host, port = stream.socket.getpeername()[:2]
             await self.serve_push_pull(stream, reader, pending, (host, port))
 
     async def _push_pull(self, addr: Addr) -> None:
@@ -146,7 +158,7 @@ class Membership:
             self._push_pulls -= 1
             return
         try:
-            await pushpull.request(addr, self.core, self.merge)
+            await pushpull.request(addr, self.core, self.merge, self.security)
             self.push_pull_stats["ok"] += 1
         except (OSError, trio.BrokenResourceError, trio.TooSlowError, pushpull.PushPullError,
                 FrameTooLarge) as e:  # fmt: skip

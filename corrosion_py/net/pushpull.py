@@ -12,6 +12,8 @@ Rules:
 - The TCP listener is the sync server's (net/sync.py), on the gossip port: its first frame
   tells a push-pull (a SWIM tag) from a sync session. A node without one simply never answers
   push-pulls; its peers' exchanges fail and are counted.
+- With a `GossipSecurity` the stream is sealed (net/secure.py) before the first frame: the
+  client opens it with the handshake, the server's listener has done so before dispatching.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TypeAlias
 
 import trio
 
+from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.swim import Swim
 from corrosion_py.wire.errors import DecodeError
 from corrosion_py.wire.framing import FrameReader, frame
@@ -93,12 +96,17 @@ async def read_list(
         members.extend(packet.body.members)
 
 
-async def request(addr: Addr, core: Swim, merge: Merge) -> None:
+async def request(
+    addr: Addr, core: Swim, merge: Merge, security: GossipSecurity | None = None
+) -> None:
     """Client side: send our list to ``addr``, merge the answer. Raises OSError,
-    trio.TooSlowError or PushPullError; the caller counts them."""
+    trio.TooSlowError, trio.BrokenResourceError or PushPullError; the caller counts them."""
     with trio.fail_after(TIMEOUT):
-        stream = await trio.open_tcp_stream(*addr)
-        async with stream:
+        raw = await trio.open_tcp_stream(*addr)
+        async with raw:
+            stream: trio.abc.Stream = raw
+            if security is not None:
+                stream = await security.client(raw, addr)
             await stream.send_all(list_frames(core))
             reader = FrameReader(MAX_FRAME)
             members = await read_list(stream, reader, core.cluster_id, [])

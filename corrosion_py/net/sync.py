@@ -30,6 +30,9 @@ holding one envelope, ``wire.codec``)::
 - Backpressure: frames go out with ``send_all`` (one batch of changesets at a time), the server
   reads requests into a small bounded channel, and the client awaits ``deliver`` before reading
   on, so a slow apply queue slows the server down instead of growing a buffer.
+- With a `GossipSecurity` (net/secure.py) the client seals its connection with the handshake
+  before the hello; the server side is sealed by the gossip port's listener before ``serve``
+  sees the stream, so a peer without the key never reaches this code.
 - No SQLite transaction or lock is held across a network await: the bookkeeping snapshot and the
   clock update are in-memory, thread-safe store calls (``Store.bookie_snapshot``, ``HLC``) made
   before the result is sent.
@@ -55,6 +58,7 @@ import trio
 
 from corrosion_py.errors import CorrosionError
 from corrosion_py.gossip.sync import plan_requests
+from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.store.hlc import ClockDriftError
 from corrosion_py.store.store import Store
 from corrosion_py.wire.codec import decode, decode_envelope, encode
@@ -441,6 +445,7 @@ async def sync_with(
     send_timeout: float = 10.0,
     round_timeout: float = 300.0,
     max_frame: int = MAX_FRAME,
+    security: GossipSecurity | None = None,
 ) -> SyncReport:
     """One anti-entropy round with ``peers`` (already chosen, e.g. by ``choose_peers``).
 
@@ -464,6 +469,7 @@ async def sync_with(
                 handshake_timeout,
                 send_timeout,
                 max_frame,
+                security,
             )
         except Exception as exc:
             _fail(client, exc)
@@ -521,13 +527,22 @@ async def _handshake(
     handshake_timeout: float,
     send_timeout: float,
     max_frame: int,
+    security: GossipSecurity | None,
 ) -> SyncState:
     host, port = client.report.addr
-    stream: trio.SocketStream | None = None
+    raw: trio.SocketStream | None = None
     with trio.move_on_after(connect_timeout):
-        stream = await trio.open_tcp_stream(host, port)
-    if stream is None:
+        raw = await trio.open_tcp_stream(host, port)
+    if raw is None:
         raise SyncSessionError(f"timed out after {connect_timeout:g} s connecting")
+    stream: trio.abc.Stream = raw
+    if security is not None:
+        try:
+            stream = await security.client(raw, (host, port))
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(raw)
+            raise
     client.framed = framed = _Framed(stream, cluster_id, max_frame)
     ts = _clock_now(store)
     await framed.send([SyncStart(store.actor_id), SyncClock(ts)], send_timeout)

@@ -4,11 +4,17 @@ kind is in each packet's envelope), with fault injection on the sending side.
 Every queue is bounded: inbound datagrams wait in a memory channel of `queue_size`; when it is
 full the datagram is dropped and counted (gossip repeats and sync repairs what is lost). Datagrams
 larger than `max_datagram` are refused on send and dropped on receive, and counted.
+
+With a `GossipSecurity` (net/secure.py) every datagram is sealed on send and opened on receive
+before anything else reads it; what does not open is dropped and counted by reason there. The
+room a sender has for its payload is then ``max_payload`` = ``max_datagram`` minus the sealing
+overhead, and payloads above it are refused on send.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +22,7 @@ import attrs
 import trio
 
 from corrosion_py.net.faults import Addr, FaultPlan, deliveries
+from corrosion_py.net.secure import GossipSecurity
 
 MAX_DATAGRAM = 1_200  # payload bytes; fits an IPv4 path MTU of 1,280 with headers to spare
 
@@ -28,6 +35,8 @@ class UdpStats:
     duplicated_by_fault: int = 0
     dropped_queue_full: int = 0
     dropped_too_large: int = 0
+    dropped_unsealed: int = 0
+    """Datagrams that did not open (reasons in GossipSecurity.dropped)."""
     send_errors: int = 0
 
 
@@ -43,12 +52,14 @@ class UdpEndpoint:
         rng: random.Random,
         queue_size: int,
         max_datagram: int,
+        security: GossipSecurity | None = None,
     ) -> None:
         self._sock = sock
         self._nursery = nursery
         self.faults = faults
         self._rng = rng
         self.max_datagram = max_datagram
+        self.security = security
         self.stats = UdpStats()
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Addr, bytes]](queue_size)
         host, port = sock.getsockname()[:2]
@@ -65,6 +76,7 @@ class UdpEndpoint:
         seed: int | None = None,
         queue_size: int = 1024,
         max_datagram: int = MAX_DATAGRAM,
+        security: GossipSecurity | None = None,
     ) -> AsyncIterator[UdpEndpoint]:
         """Bind, run the receive loop, and close everything when the block exits."""
         with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
@@ -77,6 +89,7 @@ class UdpEndpoint:
                     rng=random.Random(seed),
                     queue_size=queue_size,
                     max_datagram=max_datagram,
+                    security=security,
                 )
                 nursery.start_soon(endpoint._receive_loop)
                 try:
@@ -90,6 +103,12 @@ class UdpEndpoint:
             if len(data) > self.max_datagram:
                 self.stats.dropped_too_large += 1
                 continue
+            if self.security is not None:
+                opened = self.security.open((addr[0], addr[1]), data, time.time())
+                if opened is None:
+                    self.stats.dropped_unsealed += 1
+                    continue
+                data = opened
             try:
                 self._inbox_send.send_nowait(((addr[0], addr[1]), data))
             except trio.WouldBlock:
@@ -101,11 +120,19 @@ class UdpEndpoint:
         """The next datagram: (sender address, payload)."""
         return await self._inbox.receive()
 
+    @property
+    def max_payload(self) -> int:
+        """The largest payload ``send`` takes: the datagram limit less the sealing overhead."""
+        return self.max_datagram - (self.security.overhead if self.security is not None else 0)
+
     async def send(self, addr: Addr, data: bytes) -> bool:
-        """Send one datagram (through the fault plan); False if it was refused as too large."""
-        if len(data) > self.max_datagram:
+        """Send one datagram (sealed, then through the fault plan, so a duplicate is the same
+        bytes); False if it was refused as larger than ``max_payload``."""
+        if len(data) > self.max_payload:
             self.stats.dropped_too_large += 1
             return False
+        if self.security is not None:
+            data = self.security.seal(addr, data, time.time())
         if not self.faults.active:
             await self._send_now(addr, data)
             return True
@@ -141,13 +168,14 @@ async def open_gossip_port(
     faults: FaultPlan | None = None,
     seed: int | None = None,
     attempts: int = 20,
+    security: GossipSecurity | None = None,
 ) -> AsyncIterator[tuple[UdpEndpoint, list[trio.SocketListener]]]:
     """The gossip port: a UDP endpoint and TCP listeners on the same number (push-pull, sync).
 
     With ``port=0`` the UDP side picks a free port and TCP binds the same number; if TCP finds
     it taken, both are tried again on another port (``attempts`` times)."""
     for attempt in range(attempts):
-        async with UdpEndpoint.open(host, port, faults=faults, seed=seed) as ep:
+        async with UdpEndpoint.open(host, port, faults=faults, seed=seed, security=security) as ep:
             try:
                 listeners = await trio.open_tcp_listeners(ep.addr[1], host=ep.addr[0])
             except OSError:
