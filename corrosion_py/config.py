@@ -119,6 +119,10 @@ class GossipSection:
     preset: Preset = Preset("lan")
     """SWIM timing: ``local`` (one host, fast), ``lan``, ``wan``."""
     max_packet_size: int = MAX_PACKET
+    keyring_file: Path | None = None
+    """The gossip keys: one base64 key per line, the first seals (``corrosion keygen``)."""
+    plaintext: bool = False
+    """Run gossip unencrypted on purpose; without it and without keys only loopback runs."""
 
 
 @attrs.frozen
@@ -191,6 +195,8 @@ class Config:
             api_token=self.api.authz.bearer_token,
             sync_interval=(self.perf.min_sync_backoff, self.perf.max_sync_backoff),
             apply_queue_len=self.perf.apply_queue_len,
+            keyring_file=self.gossip.keyring_file,
+            plaintext=self.gossip.plaintext,
         )
 
 
@@ -296,6 +302,12 @@ def _int(value: Any, _: Any) -> int:
     return value
 
 
+def _bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _expect("true or false", value)
+    return value
+
+
 def _float(value: Any, _: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _expect("a number", value)
@@ -350,6 +362,7 @@ def _describe(t: Any) -> str:
 def _converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(int, _int)
+    conv.register_structure_hook(bool, _bool)
     conv.register_structure_hook(float, _float)
     conv.register_structure_hook(str, _str)
     conv.register_structure_hook(Path, _path)
@@ -585,6 +598,15 @@ def _check(config: Config) -> Iterator[tuple[str, str]]:
             f"must be in {MIN_PACKET}..{MAX_PACKET} (the UDP endpoint's limit), "
             f"got {gossip.max_packet_size}",
         )
+    if gossip.plaintext and gossip.keyring_file is not None:
+        yield "gossip.plaintext", "cannot be true while gossip.keyring_file is set (pick one)"
+    if not gossip.plaintext and gossip.keyring_file is None and not _loopback(gossip.addr):
+        yield (
+            "gossip.keyring_file",
+            f"required: gossip.addr {gossip.addr} is not a loopback address, and gossip is "
+            "encrypted with these keys (create a file with `corrosion keygen --out FILE`; or "
+            "set gossip.plaintext = true to run unencrypted)",
+        )
     for i, addr in enumerate(gossip.bootstrap):
         if addr.endswith(":0"):
             yield f"gossip.bootstrap[{i}]", f"port 0 cannot be joined: {addr!r}"
@@ -601,6 +623,12 @@ def _check(config: Config) -> Iterator[tuple[str, str]]:
     token = config.api.authz.bearer_token
     if token is not None and not token:
         yield "api.authz.bearer-token", "must not be empty (leave it out for no token)"
+
+
+def _loopback(addr: str) -> bool:
+    from corrosion_py.wire.swim import is_loopback
+
+    return is_loopback(addr.rpartition(":")[0])
 
 
 def _resolved(config: Config, origins: _Origins, cwd: Path) -> Config:
@@ -625,4 +653,7 @@ def _resolved(config: Config, origins: _Origins, cwd: Path) -> Config:
     admin = AdminSection(
         path=optional("admin.path", config.admin.path) or _beside(db_path, ".admin.sock")
     )
-    return attrs.evolve(config, db=db, admin=admin)
+    gossip = attrs.evolve(
+        config.gossip, keyring_file=optional("gossip.keyring_file", config.gossip.keyring_file)
+    )
+    return attrs.evolve(config, db=db, gossip=gossip, admin=admin)

@@ -31,6 +31,7 @@ bootstrap = ["127.0.0.1:9788", "node2.internal:9787"]
 cluster_id = 7
 preset = "local"
 max_packet_size = 1000
+keyring_file = "keys/gossip.keys"
 
 [api]
 addr = "127.0.0.1:9080"
@@ -91,6 +92,7 @@ def test_defaults_work_on_one_machine(tmp_path: Path) -> None:
     assert agent.swim == LAN and agent.api_token is None
     assert agent.sync_interval == (1.0, 15.0) and agent.apply_queue_len == 20_000
     assert agent.subscriptions_path == tmp_path / "corrosion.db.subs.db"
+    assert agent.keyring_file is None and not agent.plaintext  # loopback: plaintext allowed
 
 
 def test_every_section_is_read_and_mapped_to_the_agent(tmp_path: Path) -> None:
@@ -117,6 +119,7 @@ def test_every_section_is_read_and_mapped_to_the_agent(tmp_path: Path) -> None:
     assert agent.swim.probe_interval == LOCAL.probe_interval  # the preset, packet size evolved
     assert agent.api_addr == ("127.0.0.1", 9080) and agent.api_token == "secret"
     assert agent.sync_interval == (0.5, 2.0) and agent.apply_queue_len == 500
+    assert agent.keyring_file == tmp_path / "keys/gossip.keys" and not agent.plaintext
 
 
 @pytest.mark.parametrize(("name", "preset"), [("local", LOCAL), ("lan", LAN), ("wan", WAN)])
@@ -185,12 +188,27 @@ def test_environment_overrides_keys(tmp_path: Path) -> None:
     assert config.gossip.preset == "local"  # the file's other keys stay
 
 
+def test_gossip_keys_or_plaintext_off_loopback(tmp_path: Path) -> None:
+    """A key file, or an explicit plaintext, lets gossip listen beyond loopback; on loopback
+    neither is needed (local development); relative key files follow the config file."""
+    keyed = load_config(
+        write(tmp_path, '[gossip]\naddr = "0.0.0.0:8787"\nkeyring_file = "k"\n'), {}
+    )
+    assert keyed.agent_config().keyring_file == tmp_path / "k"
+    plain = load_config(write(tmp_path, '[gossip]\naddr = "0.0.0.0:8787"\nplaintext = true\n'), {})
+    assert plain.agent_config().plaintext is True
+    env = {"CORROSION_GOSSIP_ADDR": "10.0.0.5:8787", "CORROSION_GOSSIP_PLAINTEXT": "true"}
+    assert load_config(None, env, cwd=tmp_path).gossip.plaintext is True
+    for host in ("localhost", "127.0.0.2", "[::1]"):
+        load_config(write(tmp_path, f'[gossip]\naddr = "{host}:8787"\n'), {})
+
+
 def test_every_key_has_its_environment_variable() -> None:
     names = env_names()
     assert names["api.authz.bearer-token"] == "CORROSION_API_AUTHZ_BEARER_TOKEN"
     assert names["db.schema_paths"] == "CORROSION_DB_SCHEMA_PATHS"
     assert names["perf.apply_queue_len"] == "CORROSION_PERF_APPLY_QUEUE_LEN"
-    assert len(names) == 16
+    assert len(names) == 18
 
 
 @pytest.mark.parametrize(
@@ -299,6 +317,12 @@ def test_unknown_section_and_dashed_key_spelled_with_underscore(tmp_path: Path) 
         ("[perf]\nmin_sync_backoff = 0\n", "perf.min_sync_backoff", "must be > 0"),
         ("[perf]\napply_queue_len = 0\n", "perf.apply_queue_len", "must be at least 1"),
         ('[api.authz]\nbearer-token = ""\n', "api.authz.bearer-token", "must not be empty"),
+        ('[gossip]\nplaintext = "yes"\n', "gossip.plaintext", "expected true or false, got 'yes'"),
+        ('[gossip]\nplaintext = true\nkeyring_file = "k"\n', "gossip.plaintext",
+         "cannot be true while gossip.keyring_file is set"),
+        ('[gossip]\naddr = "0.0.0.0:8787"\n', "gossip.keyring_file",
+         "required: gossip.addr 0.0.0.0:8787 is not a loopback address"),
+        ('[gossip]\naddr = "[fdaa::3]:8787"\n', "gossip.keyring_file", "corrosion keygen"),
         ('gossip = "x"\n', "gossip", "expected a table, got 'x'"),
         ("[api]\nauthz = 1\n", "api.authz", "expected a table"),
     ],

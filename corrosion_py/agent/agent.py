@@ -31,7 +31,6 @@ Rules:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 import time
@@ -66,7 +65,7 @@ from corrosion_py.swim.events import Event as SwimEvent
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
 from corrosion_py.wire.keyring import Keyring
-from corrosion_py.wire.swim import SWIM_TAGS, Addr, format_addr, parse_addr
+from corrosion_py.wire.swim import SWIM_TAGS, Addr, format_addr, is_loopback, parse_addr
 
 log = logging.getLogger("corrosion_py.agent")
 
@@ -135,16 +134,6 @@ class AgentConfig:
             raise GossipKeyError("give gossip keys as keyring or keyring_file, not both")
         if self.plaintext and (self.keyring is not None or self.keyring_file is not None):
             raise GossipKeyError("gossip cannot be both plaintext and keyed")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _initial_keyring(config: AgentConfig) -> Keyring | None:

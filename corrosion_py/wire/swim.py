@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import ipaddress
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -74,6 +75,17 @@ def parse_addr(text: str) -> Addr:
 def format_addr(addr: Addr) -> str:
     """An address as ``HOST:PORT``."""
     return f"{addr[0]}:{addr[1]}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost`` (where gossip may run
+    without keys: nothing outside this machine can reach it)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 MAX_DATAGRAM = 65_507
