@@ -21,6 +21,10 @@ after the other. Commands (serde's externally tagged enums, as Corrosion spells 
                            the schema's message, and nothing changes
 ``{"Subs": "List"}``        one Json per subscription: ``{"id", "hash", "sql", "listeners",
                            "change_id"}``
+``{"Keys": "List"}``        one Json per gossip key, primary first: ``{"key_id" (hex), "primary"}``
+                           (never key material; none when gossip runs plaintext)
+``{"Keys": "Reload"}``      re-read ``[gossip] keyring_file`` and use it; then as ``List``. A
+                           refused file is an Error naming its line, and nothing changes
 =========================  ========================================================================
 
 Bad input never hurts the agent: a frame over `MAX_COMMAND` bytes, JSON that does not parse, or
@@ -201,7 +205,11 @@ def _ping(agent: Agent) -> dict[str, Any]:
 
 
 COMMANDS = ('"Ping"', '{"Cluster": "Members"}', '{"Sync": "Generate"}', '"Reload"',
-            '{"Subs": "List"}')  # fmt: skip
+            '{"Subs": "List"}', '{"Keys": "List"}', '{"Keys": "Reload"}')  # fmt: skip
+
+
+def _keys(agent: Agent) -> list[dict[str, Any]]:
+    return [{"key_id": kid, "primary": i == 0} for i, kid in enumerate(agent.key_ids())]
 
 
 async def run_command(agent: Agent, command: Any, emit: Emit) -> None:
@@ -218,6 +226,13 @@ async def run_command(agent: Agent, command: Any, emit: Emit) -> None:
         await emit(await _reload(agent))
     elif command == {"Subs": "List"}:
         for row in _subs(agent):
+            await emit(row)
+    elif command == {"Keys": "List"}:
+        for row in _keys(agent):
+            await emit(row)
+    elif command == {"Keys": "Reload"}:
+        await agent.reload_keyring()
+        for row in _keys(agent):
             await emit(row)
     else:
         shown = json.dumps(command)

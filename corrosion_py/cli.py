@@ -6,6 +6,7 @@
     corrosion subscribe "SELECT * FROM kv"
     corrosion cluster members | sync generate | reload | subs list     (admin socket)
     corrosion backup DEST | restore SRC
+    corrosion keygen [--out FILE] | keys list | keys reload     (gossip keys)
     corrosion dev-cluster 3 --schema schema.sql
     corrosion demo | sim SCENARIO
 
@@ -748,6 +749,71 @@ def subs_list(settings: Settings, fmt: str) -> None:
     _stdout_console().print(table)
 
 
+# -- gossip keys ---------------------------------------------------------------------------------
+
+KEYFILE_HEADER = (
+    "# corrosion_py gossip keys: one base64 key per line, the first is the primary.\n"
+    "# Keep this file secret (mode 0600). Rotation: add a key, make it first, remove the old.\n"
+)
+
+
+def write_new_keyring(path: Path) -> None:
+    """Create ``path`` holding one new key, mode 0600; `CliError` when it exists."""
+    from corrosion_py.wire.keyring import generate_key
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CliError(
+            f"{path} exists; refusing to overwrite a key file (to rotate, add a key printed "
+            "by `corrosion keygen` to it)"
+        ) from None
+    with os.fdopen(fd, "w") as out:
+        out.write(KEYFILE_HEADER + generate_key(os.urandom) + "\n")
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a new key file here (mode 0600; refused if it exists).")  # fmt: skip
+def keygen(out: Path | None) -> None:
+    """Make a new gossip key (32 random bytes, base64): print it, or write a key file."""
+    from corrosion_py.wire.keyring import generate_key
+
+    if out is None:
+        click.echo(generate_key(os.urandom))
+        return
+    write_new_keyring(out)
+    click.echo(f"wrote a new key file {out} (set [gossip] keyring_file = {_toml_str(out)})")
+
+
+@main.group()
+def keys() -> None:
+    """The gossip keys of a running agent (admin socket): ids only, never the keys."""
+
+
+def _print_keys(rows: list[Any]) -> None:
+    if not rows:
+        click.echo("gossip runs in plaintext: no keys")
+    for row in rows:
+        click.echo(f"{row['key_id']}{'  (primary)' if row.get('primary') else ''}")
+
+
+@keys.command("list")
+@global_options
+def keys_list(settings: Settings) -> None:
+    """Key ids in use, the primary (the one that seals) first."""
+    _print_keys(settings.admin({"Keys": "List"}))
+
+
+@keys.command("reload")
+@global_options
+def keys_reload(settings: Settings) -> None:
+    """Re-read [gossip] keyring_file and use it at once (nothing changes if it is refused)."""
+    rows = settings.admin({"Keys": "Reload"})
+    click.echo(f"keys reloaded: {len(rows)} key{'s' * (len(rows) != 1)}")
+    _print_keys(rows)
+
+
 # -- backup and restore --------------------------------------------------------------------------
 
 
@@ -857,12 +923,13 @@ def _toml_str(value: object) -> str:
 
 
 def _node_config(directory: Path, schema: Sequence[Path], gossip: int, api: int,
-                 bootstrap: int | None) -> str:  # fmt: skip
+                 bootstrap: int | None, keys: Path) -> str:  # fmt: skip
     boot = f"[{_toml_str(f'127.0.0.1:{bootstrap}')}]" if bootstrap is not None else "[]"
     schemas = ", ".join(_toml_str(p) for p in schema)
     return (
         f"[db]\npath = {_toml_str(directory / 'corrosion.db')}\nschema_paths = [{schemas}]\n\n"
-        f'[gossip]\naddr = "127.0.0.1:{gossip}"\nbootstrap = {boot}\npreset = "local"\n\n'
+        f'[gossip]\naddr = "127.0.0.1:{gossip}"\nbootstrap = {boot}\npreset = "local"\n'
+        f"keyring_file = {_toml_str(keys)}\n\n"
         f'[api]\naddr = "127.0.0.1:{api}"\n\n'
         f"[admin]\npath = {_toml_str(directory / 'admin.sock')}\n\n"
         "[perf]\nmin_sync_backoff = 0.5\nmax_sync_backoff = 2.0\n"
@@ -930,7 +997,8 @@ def dev_cluster(n: int, schema: tuple[Path, ...], base_dir: Path | None) -> None
     """Run N local agents (one process each) joined through the first, until Ctrl-C.
 
     Each node gets a directory with its config, database, admin socket and log
-    (``agent.log``); ports are picked free on 127.0.0.1."""
+    (``agent.log``); ports are picked free on 127.0.0.1. Gossip is encrypted with a key
+    made for the cluster (``gossip.keys`` in the base directory)."""
     with _interruptible():
         _dev_cluster(n, schema, base_dir)
 
@@ -952,6 +1020,10 @@ def _dev_cluster(n: int, schema: Sequence[Path], base_dir: Path | None) -> None:
         ports = [(_free_port(held), _free_port(held)) for _ in range(n)]
         for sock in held:
             sock.close()
+        keyring = base / "gossip.keys"
+        if not keyring.exists():  # a kept --base-dir keeps its key
+            base.mkdir(parents=True, exist_ok=True)
+            write_new_keyring(keyring)
         nodes = []
         for i, (gossip, api) in enumerate(ports, 1):
             directory = base / f"n{i}"
@@ -960,7 +1032,9 @@ def _dev_cluster(n: int, schema: Sequence[Path], base_dir: Path | None) -> None:
                 raise CliError(f"{base} is too deep for Unix sockets; pick a shorter --base-dir")
             config = directory / "corrosion.toml"
             config.write_text(
-                _node_config(directory, schemas, gossip, api, ports[0][0] if i > 1 else None)
+                _node_config(
+                    directory, schemas, gossip, api, ports[0][0] if i > 1 else None, keyring
+                )
             )
             log_file = open(directory / "agent.log", "ab")  # noqa: SIM115 (closed in finally)
             logs.append(log_file)

@@ -15,6 +15,7 @@ Run it with ``make demo``, ``python -m corrosion_py.demo`` or ``corrosion demo``
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import statistics
 import subprocess
@@ -48,6 +49,7 @@ from corrosion_py.client import (  # noqa: E402
     Event,
     Row,
 )
+from corrosion_py.wire.keyring import generate_key, parse_keyring  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "examples" / "routing" / "schema.sql"
@@ -79,7 +81,8 @@ class Node(AgentProcess):
     def __init__(self, name: str, registry: list[Node], db: Path, **options: Any) -> None:
         self.name = name
         registry.append(self)
-        super().__init__(db, SCHEMA, api="127.0.0.1:0", **options)
+        keys = db.parent / "gossip.keys"  # the cluster's key, made once in the demo's directory
+        super().__init__(db, SCHEMA, api="127.0.0.1:0", keyring_file=keys, **options)
 
     def start(self) -> None:
         if "-m" in self.args:  # run through this module's `_serve_node`, which ignores SIGINT
@@ -245,10 +248,14 @@ async def run(workdir: Path, nodes: list[Node]) -> None:
         "Three agent processes on this machine, each with its own SQLite file (in a temporary "
         "directory), one gossip port (UDP: SWIM membership and change broadcasts; TCP: "
         "anti-entropy sync) and an HTTP API, with the fast `local` timing preset. node2 and "
-        "node3 join through node1."
+        "node3 join through node1. Gossip is encrypted and authenticated with a cluster key "
+        "made for this run (`corrosion keygen`): a process without it can neither read nor write."
     ))  # fmt: skip
     started = time.monotonic()
     say(f"data in {workdir}")
+    keys = workdir / "gossip.keys"
+    keys.touch(mode=0o600)
+    keys.write_text(generate_key(os.urandom) + "\n")
     n1 = await in_thread(lambda: Node("node1", nodes, workdir / "node1.db"))
     others: list[Node] = []
 
@@ -268,6 +275,12 @@ async def run(workdir: Path, nodes: list[Node]) -> None:
     await poll("the three nodes seeing each other",
                lambda: all(n.request(state=True)["alive"] == 2 for n in cluster))  # fmt: skip
     say(f"every node sees the other two alive, {time.monotonic() - started:.1f} s after start")
+    key_id = parse_keyring(keys.read_text()).primary.id_hex
+    sealing = [n.request(stats=True)["stats"]["security"] for n in cluster]
+    if not all(s is not None and s["key_ids"] == [key_id] for s in sealing):
+        raise DemoError("a node does not seal its gossip with the cluster's key")
+    say(f"every node seals its gossip with key id {key_id} (the key itself never leaves "
+        f"{keys.name})")  # fmt: skip
 
     section(2, "The schema", (
         "Every node loaded examples/routing/schema.sql: `apps` and `machines` (app, worker, "

@@ -48,6 +48,7 @@ def test_demo() -> None:
     assert "Traceback" not in out + done.stderr and done.stderr == ""
     # three nodes, every event of the writes on node1 and node2 arrived on node3
     assert len(re.findall(r"^     node\d  pid \d+", out, re.M)) == 3
+    assert re.search(r"every node seals its gossip with key id [0-9a-f]{8}", out)
     for line in (
         "node3 got insert  m-ams-1  web  ams  [fdaa::1:1]:8080  started",
         "node3 got insert  m-ord-2  web  ord  [fdaa::2:2]:8080  started",

@@ -137,12 +137,18 @@ class AgentConfig:
 
 
 def _initial_keyring(config: AgentConfig) -> Keyring | None:
-    """The keys to start with (None: plaintext, when allowed); logs the mode chosen."""
-    host, port = config.gossip_addr
+    """The keys to start with; None for plaintext, when allowed (else `GossipKeyError`)."""
     if config.keyring_file is not None:
-        keyring: Keyring | None = read_keyring_file(config.keyring_file)
-    else:
-        keyring = config.keyring
+        return read_keyring_file(config.keyring_file)
+    if config.keyring is None and not config.plaintext and not is_loopback(config.gossip_addr[0]):
+        raise GossipKeyError(
+            f"gossip on {format_addr(config.gossip_addr)} needs a key: set [gossip] keyring_file "
+            "(create one with `corrosion keygen --out FILE`), or [gossip] plaintext = true"
+        )
+    return config.keyring
+
+
+def _log_gossip_mode(config: AgentConfig, keyring: Keyring | None, addr: Addr) -> None:
     if keyring is not None:
         log.info(
             "gossip encrypted: %d key(s), primary key id %s", len(keyring.keys),
@@ -150,20 +156,14 @@ def _initial_keyring(config: AgentConfig) -> Keyring | None:
         )  # fmt: skip
     elif config.plaintext:
         log.warning(
-            "gossip runs in PLAINTEXT ([gossip] plaintext = true): anyone who can reach "
-            "%s:%d can read and write every row", host, port,
-        )  # fmt: skip
-    elif is_loopback(host):
-        log.info(
-            "gossip on loopback %s without a key runs in plaintext (local development); set "
-            "[gossip] keyring_file to encrypt it", host,
+            "gossip runs in PLAINTEXT ([gossip] plaintext = true): anyone who can reach %s can "
+            "read and write every row", format_addr(addr),
         )  # fmt: skip
     else:
-        raise GossipKeyError(
-            f"gossip on {format_addr((host, port))} needs a key: set [gossip] keyring_file "
-            "(create one with `corrosion keygen --out FILE`), or [gossip] plaintext = true"
-        )
-    return keyring
+        log.info(
+            "gossip on loopback %s runs in plaintext, without a key (local development); set "
+            "[gossip] keyring_file to encrypt it", format_addr(addr),
+        )  # fmt: skip
 
 
 class Agent:
@@ -295,6 +295,8 @@ class Agent:
         nursery.start_soon(self._receive)
         nursery.start_soon(trio.serve_listeners, self._serve_tcp, listeners)
         nursery.start_soon(self._save_members_loop)
+        _log_gossip_mode(self.config, self.security.keyring if self.security else None,
+                         self.gossip_addr)  # fmt: skip
         known = [
             r.address
             for r in saved

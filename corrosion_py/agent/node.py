@@ -3,7 +3,7 @@
 
     python -m corrosion_py.agent.node --db n1.db --schema schema.sql [--gossip HOST:PORT]
         [--bootstrap HOST:PORT ...] [--cluster-id N] [--preset local|lan|wan] [--loss P]
-        [--sync-interval LOW HIGH] [--seed N] [--api HOST:PORT]
+        [--sync-interval LOW HIGH] [--seed N] [--api HOST:PORT] [--keyring-file PATH]
 
 It prints ``{"event": "ready", "gossip": "HOST:PORT", "actor": HEX, "api": "HOST:PORT"|null}``
 once running (``api`` when ``--api`` asked for the HTTP API), then reads
@@ -140,6 +140,7 @@ async def main(args: argparse.Namespace) -> None:
         faults=FaultPlan(loss=args.loss),
         seed=args.seed,
         api_addr=args.api,
+        keyring_file=args.keyring_file,
     )
     with trio.CancelScope() as scope:
         async with Agent.open(config) as agent, trio.open_nursery() as nursery:
@@ -165,6 +166,7 @@ def run() -> None:
     parser.add_argument("--sync-interval", type=float, nargs=2, default=[1.0, 15.0])
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--api", type=parse_addr, default=None, help="HTTP API address")
+    parser.add_argument("--keyring-file", type=Path, default=None, help="gossip keys")
     trio.run(main, parser.parse_args())
 
 

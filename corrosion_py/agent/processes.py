@@ -35,6 +35,7 @@ class AgentProcess:
         sync_interval: tuple[float, float] = (0.5, 2.0),
         cluster_id: int = 0,
         api: str | None = None,
+        keyring_file: Path | None = None,
     ) -> None:
         self.db = db
         self.args = [
@@ -45,6 +46,8 @@ class AgentProcess:
         ]  # fmt: skip
         if api is not None:
             self.args += ["--api", api]
+        if keyring_file is not None:
+            self.args += ["--keyring-file", str(keyring_file)]
         self.api: str | None = None
         """The HTTP API's bound HOST:PORT once started (when ``api`` was given)."""
         self.bootstrap = list(bootstrap)

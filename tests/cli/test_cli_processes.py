@@ -239,7 +239,10 @@ def test_dev_cluster_starts_three_nodes_and_stops_them_on_ctrl_c() -> None:
                 except ProcessLookupError:
                     continue
                 raise AssertionError(f"node pid {pid} still runs")
-            assert "agent stopped" in (directory / "dev/n2/agent.log").read_text()
+            log = (directory / "dev/n2/agent.log").read_text()
+            assert "agent stopped" in log
+            assert "gossip encrypted: 1 key(s)" in log and "plaintext" not in log
+            assert (directory / "dev/gossip.keys").stat().st_mode & 0o077 == 0
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

@@ -60,7 +60,8 @@ def drop_reason(op: DatagramOpener, data: bytes, now: float = NOW) -> str:
 
 
 def test_key_file_format_comments_order_and_ids() -> None:
-    text = f"# rotated 2026-12\n\n  {base64.b64encode(K2).decode()}  \n{base64.b64encode(K1).decode()}\n"
+    k1, k2 = (base64.b64encode(k).decode() for k in (K1, K2))
+    text = f"# rotated 2026-12\n\n  {k2}  \n{k1}\n"
     ring = parse_keyring(text)
     assert [k.secret for k in ring.keys] == [K2, K1]
     assert ring.primary.secret == K2
