@@ -130,7 +130,11 @@ class Membership:
     async def serve_tcp_stream(self, raw: trio.SocketStream) -> None:
         """A TCP handler (for ``trio.serve_tcp``) for a node whose port serves push-pull only."""
         async with raw:
-            host, port = raw.socket.getpeername()[:2]
+            try:
+                host, port = raw.socket.getpeername()[:2]
+            except OSError:  # the peer is already gone
+                self.push_pull_stats["serve_failed_first_frame"] += 1
+                return
             stream: trio.abc.Stream = raw
             if self.security is not None:
                 secured = await self.security.server(raw, (host, port))
