@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -204,7 +205,7 @@ class GossipSecurity:
         self._logged[key] = None
         if len(self._logged) > MAX_LOGGED_PEERS:
             self._logged.popitem(last=False)
-        now = trio.current_time()
+        now = time.monotonic()
         self._log_tokens = min(
             float(LOG_BURST), self._log_tokens + (now - self._log_refilled) * LOG_BURST / 60
         )

@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corrosion_py.net import pushpull
 from corrosion_py.net.membership import Membership
@@ -19,8 +21,10 @@ from corrosion_py.net.secure import GossipSecurity, HandshakeFailed, SecureStrea
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
 from corrosion_py.swim import MemberState, Swim
 from corrosion_py.swim.config import LOCAL
+from corrosion_py.wire import DecodeError, decode, peek_tag
 from corrosion_py.wire.keyring import Keyring
-from corrosion_py.wire.seal import OVERHEAD
+from corrosion_py.wire.seal import DROP_REASONS, OVERHEAD
+from corrosion_py.wire.swim import SWIM_TAGS, decode_packet
 
 
 async def wait_for(cond: Callable[[], object], seconds: float = 20.0) -> None:
@@ -51,6 +55,45 @@ async def test_a_payload_of_max_payload_bytes_fits_one_sealed_datagram_and_one_m
             await plain.send(b.addr, b"\x85plaintext")
             await wait_for(lambda: sec_b.dropped["plaintext"])
         assert b.stats.dropped_unsealed == 1 and b.stats.received == 1
+
+
+def receive_path(security: GossipSecurity, data: bytes) -> object:
+    """What a node does with a datagram: open it, route it by tag, decode it."""
+    payload = security.open(("10.0.0.9", 8787), data, 1_800_000_000.0)
+    if payload is None:
+        return None
+    tag = peek_tag(payload)
+    if tag in SWIM_TAGS:
+        return decode_packet(payload, max_size=1200)
+    return decode(payload, cluster_id=CLUSTER, max_size=1200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=1300), flip=st.integers(0, 2000), xor=st.integers(1, 255))
+def test_fuzz_the_receive_path_drops_forgeries_and_mutations_by_reason(
+    data: bytes, flip: int, xor: int
+) -> None:
+    receiver = GossipSecurity(RING, CLUSTER)
+    assert receive_path(receiver, data) is None
+    sender = GossipSecurity(RING, CLUSTER)
+    sealed = bytearray(sender.seal(("10.0.0.1", 1), data[:1100], 1_800_000_000.0))
+    sealed[flip % len(sealed)] ^= xor
+    assert receive_path(receiver, bytes(sealed)) is None
+    assert sum(receiver.dropped.values()) == 2 and set(receiver.dropped) <= set(DROP_REASONS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.binary(max_size=1100))
+def test_fuzz_sealed_garbage_from_a_key_holder_only_fails_decoding(payload: bytes) -> None:
+    """A key holder's bytes open; whatever they hold, decoding raises only DecodeError."""
+    now = 1_800_000_000.0
+    sealed = GossipSecurity(RING, CLUSTER).seal(("10.0.0.1", 1), payload, now)
+    assert GossipSecurity(RING, CLUSTER).open(("10.0.0.1", 1), sealed, now) == payload
+    try:
+        message = receive_path(GossipSecurity(RING, CLUSTER), sealed)
+    except DecodeError:
+        return
+    assert message is not None  # it decoded: a valid message, which the layers above bound
 
 
 async def secure_pair() -> tuple[SecureStream, SecureStream, GossipSecurity]:
