@@ -250,7 +250,7 @@ class Agent:
     @asynccontextmanager
     async def _open_locked(cls, config: AgentConfig) -> AsyncIterator[Agent]:
         host, port = config.gossip_addr
-        keyring = _initial_keyring(config)
+        keyring = await trio.to_thread.run_sync(_initial_keyring, config)  # may read a file
         security = GossipSecurity(keyring, config.cluster_id) if keyring is not None else None
         # the port first: a node that cannot bind it stops before creating its database
         async with open_gossip_port(
