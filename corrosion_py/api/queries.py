@@ -55,7 +55,7 @@ from corrosion_py.api.errors import BadRequest, Unavailable
 from corrosion_py.api.inputs import read_json, timeout_param
 from corrosion_py.api.responses import NdjsonResponse, ndjson_line
 from corrosion_py.api.statements import Params, parse_statement, row_line
-from corrosion_py.store.guard import decode_problem, refusal, text_problem
+from corrosion_py.store.guard import Guard, decode_problem, text_problem
 from corrosion_py.store.store import connect
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class QueryCursor:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.batch_bytes = batch_bytes
         self.refused = False
-        self.guard_reason: str | None = None  # the first refusal by the node's rules
+        self.guard = Guard(active=True)  # the node's rules for user SQL, checked first
         self.rows = 0
         self.done = False
         self._stopped = threading.Event()
@@ -116,9 +116,7 @@ class QueryCursor:
     def _authorize(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
     ) -> int:
-        reason = refusal(action, arg1, arg2, source)
-        if reason is not None:
-            self.guard_reason = self.guard_reason or reason
+        if self.guard(action, arg1, arg2, db, source) == sqlite3.SQLITE_DENY:
             return sqlite3.SQLITE_DENY
         if action in _READ_ACTIONS:
             return sqlite3.SQLITE_OK
@@ -159,8 +157,8 @@ class QueryCursor:
             except sqlite3.ProgrammingError as exc:  # several statements, wrong bindings
                 raise BadRequest(str(exc)) from None
             except (sqlite3.Error, ValueError, OverflowError) as exc:
-                if self.guard_reason is not None:
-                    raise BadRequest(self.guard_reason) from None
+                if self.guard.reason is not None:
+                    raise BadRequest(self.guard.reason) from None
                 if self.refused:
                     raise BadRequest(NOT_READONLY) from None
                 if self._expired():

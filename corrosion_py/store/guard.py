@@ -115,14 +115,15 @@ class Guard:
 
     Installed once (setting an authorizer expires every prepared statement, so toggling it per
     statement would re-prepare the engine's statements too); it applies only inside
-    `checking`. Statements run there must carry `USER_MARK` in front of their text: a
-    statement is authorized when it is prepared, and Python caches prepared statements by
-    their text, so an unmarked user statement could reuse a statement the engine prepared
-    unchecked. ``reason`` is the first refusal of the statement being checked.
+    `checking`, or always when made ``active`` on a connection that runs nothing else.
+    Statements checked there must carry `USER_MARK` in front of their text: a statement is
+    authorized when it is prepared, and Python caches prepared statements by their text, so an
+    unmarked user statement could reuse one the engine prepared unchecked. ``reason`` is why
+    the statement being checked was refused (SQLite stops at the first refusal).
     """
 
-    def __init__(self) -> None:
-        self.active = False
+    def __init__(self, *, active: bool = False) -> None:
+        self.active = active
         self.reason: str | None = None
 
     def __call__(
@@ -133,8 +134,7 @@ class Guard:
         reason = refusal(action, arg1, arg2, source)
         if reason is None:
             return sqlite3.SQLITE_OK
-        if self.reason is None:
-            self.reason = reason
+        self.reason = self.reason or reason
         return sqlite3.SQLITE_DENY
 
     @contextmanager
