@@ -143,6 +143,12 @@ def plan(conn: sqlite3.Connection, sql: str, params: Params = ()) -> Plan:
 
     Raises `SubscriptionSqlError` with a message fit for an HTTP 400.
     """
+    result = _plan(conn, sql, params)
+    _check_rewritten(conn, result)
+    return result
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: Params) -> Plan:
     sql = sql.strip().rstrip(";").strip()
     if not sql:
         raise SubscriptionSqlError("empty statement")
@@ -181,6 +187,38 @@ def plan(conn: sqlite3.Connection, sql: str, params: Params = ()) -> Plan:
         _restricted(keyed, refs, None),
         tuple(_restricted(tree, refs, i) for i in range(len(refs))),
     )
+
+
+def _check_rewritten(conn: sqlite3.Connection, plan: Plan) -> None:
+    """The node's rules for user SQL, applied again to the statements that will run: they are
+    rewritten (parameters inlined, keys appended), and the rewrite must not turn a statement
+    that was checked into one that was not."""
+    statements = [(plan.sql, plan.params)]
+    for restricted in (plan.partition, *plan.variants):
+        if restricted is not None:
+            statements.append((restricted.sql(1), [None] * len(restricted.columns)))
+    reasons: list[str] = []
+
+    def authorize(
+        action: int, arg1: str | None, arg2: str | None, _db: str | None, source: str | None
+    ) -> int:
+        reason = refusal(action, arg1, arg2, source)
+        if reason is None:
+            return sqlite3.SQLITE_OK
+        reasons.append(reason)
+        return sqlite3.SQLITE_DENY
+
+    conn.set_authorizer(authorize)
+    try:
+        for sql, params in statements:
+            try:
+                conn.execute("EXPLAIN " + sql, params).close()
+            except sqlite3.Error as exc:
+                if reasons:
+                    raise SubscriptionSqlError(reasons[0]) from exc
+                # any other failure is the evaluation's to report
+    finally:
+        conn.set_authorizer(None)
 
 
 def _identity(sql: str, params: Params) -> str:
