@@ -110,6 +110,11 @@ def refusal(action: int, arg1: str | None, arg2: str | None, source: str | None)
     return None
 
 
+USER_MARK = "/* user statement */ "
+"""Put in front of a user statement's text, so it never shares a prepared statement with the
+engine's (`Guard`)."""
+
+
 class Guard:
     """The authorizer of a connection that runs user statements besides the engine's own.
 
@@ -152,9 +157,6 @@ class Guard:
         return USER_MARK + sql
 
 
-USER_MARK = "/* user statement */ "
-
-
 # -- bad text ---------------------------------------------------------------------------------
 
 
@@ -172,12 +174,13 @@ def text_problem(sql: str, params: Params = ()) -> str | None:
     """Why the statement cannot be handed to SQLite as UTF-8 (None when it can)."""
     if not _utf8(sql):
         return "the SQL text is not valid UTF-8 (it holds a lone surrogate)"
-    named = isinstance(params, Mapping)
-    items = params.items() if isinstance(params, Mapping) else enumerate(params, start=1)
-    for key, value in items:
+    if isinstance(params, Mapping):
+        named = [(repr(key), value) for key, value in params.items()]
+    else:
+        named = [(str(n), value) for n, value in enumerate(params, start=1)]
+    for name, value in named:
         if isinstance(value, str) and not _utf8(value):
-            name = f"parameter {key}" if not named else f"parameter {key!r}"
-            return f"{name} is not valid UTF-8 text (lone surrogate)"
+            return f"parameter {name} is not valid UTF-8 text (lone surrogate)"
     return None
 
 
