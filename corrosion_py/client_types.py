@@ -210,7 +210,13 @@ def decode_cells(cells: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # a lone surrogate (a command-line argument that is not UTF-8): sent as a JSON escape,
+        # so the server answers what is wrong with which statement or parameter
+        return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
 
 
 def query_string(**params: Any) -> dict[str, str]:

@@ -32,6 +32,7 @@ checks that need several keys (ranges, min <= max) run on the structured value.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -153,6 +154,8 @@ class PerfSection:
     min_sync_backoff: float = 1.0
     max_sync_backoff: float = 15.0
     apply_queue_len: int = 20_000
+    sql_tx_timeout: float = 60.0
+    """Seconds a local transaction may take, waiting for the writer included; 0: no bound."""
 
 
 @attrs.frozen
@@ -197,6 +200,7 @@ class Config:
             apply_queue_len=self.perf.apply_queue_len,
             keyring_file=self.gossip.keyring_file,
             plaintext=self.gossip.plaintext,
+            sql_tx_timeout=self.perf.sql_tx_timeout or None,
         )
 
 
@@ -620,6 +624,8 @@ def _check(config: Config) -> Iterator[tuple[str, str]]:
         )
     if perf.apply_queue_len < 1:
         yield "perf.apply_queue_len", f"must be at least 1, got {perf.apply_queue_len}"
+    if not 0 <= perf.sql_tx_timeout < math.inf:
+        yield "perf.sql_tx_timeout", f"must be a number of seconds >= 0, got {perf.sql_tx_timeout}"
     token = config.api.authz.bearer_token
     if token is not None and not token:
         yield "api.authz.bearer-token", "must not be empty (leave it out for no token)"

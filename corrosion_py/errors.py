@@ -41,7 +41,10 @@ class StatementError(StoreError):
     """A statement of a local transaction failed; the whole transaction was rolled back."""
 
     def __init__(self, index: int, sql: str, message: str) -> None:
-        super().__init__(f"statement {index} failed: {message} (in: {sql})")
+        # lone surrogates (a JSON escape, a non-UTF-8 argv) are spelled out so the message
+        # can always be encoded, e.g. into an HTTP answer
+        shown = sql.encode("utf-8", "backslashreplace").decode()
+        super().__init__(f"statement {index} failed: {message} (in: {shown})")
         self.index = index
         self.sql = sql
         self.message = message
@@ -50,3 +53,8 @@ class StatementError(StoreError):
 class GossipKeyError(CorrosionError):
     """Gossip keys are missing, unreadable or refused (the message names the file and line,
     never key material), or a key change the agent cannot make."""
+
+
+class QueryError(StoreError):
+    """A read-only query was refused or failed (bad SQL, an internal table or engine function,
+    text that is not UTF-8); nothing was changed."""

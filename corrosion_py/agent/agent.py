@@ -3,7 +3,7 @@
     async with Agent.open(AgentConfig(db_path="node.db", schema_paths=["schema.sql"],
                                       bootstrap=[("10.0.0.2", 7878)])) as agent:
         result = await agent.transaction(["INSERT INTO machines (id, app) VALUES (1, 'web')"])
-        rows = await agent.store.query("SELECT * FROM machines")
+        rows = await agent.query("SELECT * FROM machines")
 
 Rules:
 
@@ -128,6 +128,11 @@ class AgentConfig:
     plaintext: bool = False
     """Run gossip without encryption on purpose (a warning at start). Without keys and without
     this, only a loopback gossip address runs (plaintext, for local development)."""
+    sql_tx_timeout: float | None = 60.0
+    """Seconds after which a local transaction is interrupted and rolled back, waiting for the
+    writer included (Corrosion's ``[perf] sql_tx_timeout``); None or 0: no bound. The writer is
+    the node's only one: while a transaction holds it, no other local write and no remote
+    change lands here."""
 
     def __attrs_post_init__(self) -> None:
         if self.keyring is not None and self.keyring_file is not None:
@@ -259,7 +264,10 @@ class Agent:
             budget = min(DEFAULT_BUDGET, endpoint.max_payload)  # a piece fits once sealed
             store = await trio.to_thread.run_sync(
                 lambda: Store.open(
-                    config.db_path, schema_paths=config.schema_paths, chunk_budget=budget
+                    config.db_path,
+                    schema_paths=config.schema_paths,
+                    chunk_budget=budget,
+                    tx_timeout=config.sql_tx_timeout,
                 )
             )
             try:
@@ -344,7 +352,11 @@ class Agent:
         return self.endpoint.addr
 
     async def transaction(self, statements: Sequence[Statement]) -> TxResult:
-        """Run statements as one local transaction and broadcast its changeset."""
+        """Run statements as one local transaction and broadcast its changeset.
+
+        Raises `StatementError` (naming the statement) when one fails or is refused: internal
+        tables and the engine's functions are off limits, text must be UTF-8, and the whole
+        transaction is bounded by ``sql_tx_timeout``; nothing is written then."""
         result = await self.store.transaction(statements)
         if result.version is not None:
             self.arrivals.append((self.actor_id, result.version, time.time()))
@@ -369,7 +381,8 @@ class Agent:
             yield sub, events
 
     async def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read-only statement, from this node's copy."""
+        """Rows of one read-only statement, from this node's copy (`QueryError` when it is
+        refused or fails)."""
         return await self.store.query(sql, params)
 
     def p99_lag(self, window: float = 120.0) -> float | None:

@@ -12,11 +12,15 @@ from the statement's start to its last row (Corrosion reports only the start, ~0
 Rules:
 
 - **Read-only, refused before streaming.** Each query gets a read-only connection of its own
-  (``mode=ro``) with an authorizer that allows only reads (SELECT, reads of columns, functions
-  except the engine's writing ones, recursive CTEs, a few read-only PRAGMAs); anything else
+  (``mode=ro``) with an authorizer that first applies the node's rules for user SQL
+  (`corrosion_py.store.guard`: no internal table written, no engine function that changes
+  state, no ``fts3_tokenizer``; 400 naming the table or function), then allows only reads
+  (SELECT, reads of columns, functions, recursive CTEs, a few read-only PRAGMAs); anything else
   (INSERT/UPDATE/DELETE, DDL, temp tables, ATTACH, transaction control, PRAGMA writes) is denied
   while SQLite prepares the statement, answered 400 ``{"error":"statement is not readonly"}``.
-  Other prepare or bind errors, several statements, an empty one: 400 ``{"error": ...}``.
+  Other prepare or bind errors, several statements, an empty one, SQL text or a parameter that
+  is not UTF-8 (a lone surrogate): 400 ``{"error": ...}``. A value that is not UTF-8 text
+  (``CAST(x'ff' AS TEXT)``) ends the stream with an ``error`` line naming the column.
 - **Streamed, bounded.** The statement is stepped on a worker thread in batches of about
   ``query_batch_bytes`` of encoded lines; the next batch is read only once the previous one was
   handed to the server, so a slow client slows the reader and memory holds one batch. (One
@@ -51,6 +55,7 @@ from corrosion_py.api.errors import BadRequest, Unavailable
 from corrosion_py.api.inputs import read_json, timeout_param
 from corrosion_py.api.responses import NdjsonResponse, ndjson_line
 from corrosion_py.api.statements import Params, parse_statement, row_line
+from corrosion_py.store.guard import Guard, decode_problem, text_problem
 from corrosion_py.store.store import connect
 
 if TYPE_CHECKING:
@@ -60,8 +65,9 @@ NOT_READONLY = "statement is not readonly"
 FETCH = 64  # rows per fetchmany
 MAX_BATCH_ROWS = 1024
 
-_READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE})
-_WRITING_FUNCTIONS = frozenset({"crsql_as_crr", "crsql_internal_merge"})
+_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE, sqlite3.SQLITE_FUNCTION}
+)
 # PRAGMAs that only report; those in _PRAGMA_ARG_OK may name a table or index, the others are
 # allowed only without a value (``PRAGMA user_version``, not ``PRAGMA user_version = 3``)
 _PRAGMA_ARG_OK = frozenset(
@@ -97,6 +103,7 @@ class QueryCursor:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.batch_bytes = batch_bytes
         self.refused = False
+        self.guard = Guard(active=True)  # the node's rules for user SQL, checked first
         self.rows = 0
         self.done = False
         self._stopped = threading.Event()
@@ -107,11 +114,11 @@ class QueryCursor:
 
     # -- callbacks SQLite calls ------------------------------------------------------------------
     def _authorize(
-        self, action: int, arg1: str | None, arg2: str | None, db: str | None, _source: object
+        self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
     ) -> int:
+        if self.guard(action, arg1, arg2, db, source) == sqlite3.SQLITE_DENY:
+            return sqlite3.SQLITE_DENY
         if action in _READ_ACTIONS:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in _WRITING_FUNCTIONS:
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_PRAGMA:
             name = (arg1 or "").lower()
@@ -136,6 +143,9 @@ class QueryCursor:
     def open(self) -> list[str]:
         """Connect, prepare and take the first step; the column names. `BadRequest` when the
         statement is refused or fails before its first row."""
+        problem = text_problem(self.sql, self.params)
+        if problem is not None:
+            raise BadRequest(problem)
         with self._lock:
             conn = self._conn = connect(self.path, readonly=True)
             crdt.register(conn, create=False)
@@ -147,11 +157,13 @@ class QueryCursor:
             except sqlite3.ProgrammingError as exc:  # several statements, wrong bindings
                 raise BadRequest(str(exc)) from None
             except (sqlite3.Error, ValueError, OverflowError) as exc:
+                if self.guard.reason is not None:
+                    raise BadRequest(self.guard.reason) from None
                 if self.refused:
                     raise BadRequest(NOT_READONLY) from None
                 if self._expired():
                     raise BadRequest(timed_out(self.timeout)) from None
-                raise BadRequest(str(exc)) from None
+                raise BadRequest(decode_problem(exc) or str(exc)) from None
             if cursor.description is None:
                 raise BadRequest("the statement is empty: one SELECT is expected")
             self._cursor = cursor
@@ -180,7 +192,9 @@ class QueryCursor:
                         self.done = True
                         break
             except (sqlite3.Error, ValueError, OverflowError) as exc:
-                message = timed_out(self.timeout) if self._expired() else str(exc)
+                message = decode_problem(exc) or str(exc)
+                if self._expired():
+                    message = timed_out(self.timeout)
                 parts.append(ndjson_line({"error": message}))
                 self.done = True
             return b"".join(parts), self.done

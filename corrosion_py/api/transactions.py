@@ -12,11 +12,12 @@ shape with ``{"error": message}`` as the only result, ``version`` null, and the 
 a top-level ``"error"`` (so clients that read only ``error`` see it). Every other refusal of this
 route (malformed JSON, wrong shapes, an empty list) has that shape too.
 
-``timeout``: the transaction is interrupted once that many seconds have passed since it was
-submitted (waiting for the writer included) and rolled back; no limit by default or with 0.
-Statements may only be INSERT, REPLACE, UPDATE, DELETE, SELECT, VALUES or WITH (the store's
-rule: transaction control, ATTACH and schema changes are refused; schema changes go through
-``/v1/migrations``).
+Every transaction is interrupted and rolled back once the node's ``sql_tx_timeout`` has passed
+since it was submitted (waiting for the writer included); ``timeout`` can only shorten that (0:
+the node's bound alone). Statements may only be INSERT, REPLACE, UPDATE, DELETE, SELECT, VALUES
+or WITH (the store's rule: transaction control, ATTACH and schema changes are refused; schema
+changes go through ``/v1/migrations``), and the node's rules for user SQL apply
+(`corrosion_py.store.guard`: internal tables, engine functions, UTF-8 text).
 """
 
 from __future__ import annotations

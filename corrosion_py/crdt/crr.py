@@ -78,7 +78,7 @@ def _backfill(
             conn.execute(
                 f"INSERT OR IGNORE INTO {info.clock} "
                 "(key, col_name, col_version, db_version, site_id, seq) "
-                f"SELECT k.__crsql_key, {lit(col)}, 1, ?, 0, crsql_increment_and_get_seq() "
+                f"SELECT k.__crsql_key, {lit(col)}, 1, ?, 0, crsql_internal_next_seq() "
                 f"FROM {t} b JOIN {info.lookaside} k ON {match} "
                 f"WHERE b.{q(col)} IS NOT ({defaults[col]}) AND NOT EXISTS (SELECT 1 FROM "
                 f"{info.clock} c WHERE c.key = k.__crsql_key AND c.col_name = {lit(col)})",

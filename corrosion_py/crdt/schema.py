@@ -3,10 +3,12 @@
 Everything that shapes the on-disk layout lives here: the names of the per-table clock and
 lookaside tables, the compatibility rules of cr-sqlite (reference/crsqlite.md §5.1), and the
 triggers that record local writes (§4). The triggers are plain SQL; they reach the engine only
-through three cheap SQL functions registered on the connection (`state.py`):
+through cheap SQL functions registered on the connection (`state.py`):
 ``crsql_internal_sync_bit()`` (NULL outside an engine transaction, 1 during a merge),
-``crsql_next_db_version()`` and ``crsql_increment_and_get_seq()``. A connection that has not
-registered them cannot write to a CRR at all: its statements fail with "no such function".
+``crsql_internal_next_db_version()``, ``crsql_internal_next_seq()`` and
+``crsql_internal_reserve_seq(n)`` (which refuse calls outside a local engine transaction). A
+connection that has not registered them cannot write to a CRR at all: its statements fail with
+"no such function".
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def metadata_ddl(info: TableInfo) -> list[str]:
 
 
 # Bump whenever triggers_ddl changes: databases made by an older engine get new triggers on open.
-TRIGGERS_VERSION = 1
+TRIGGERS_VERSION = 2
 TRIGGER_SUFFIXES = ("itrig", "utrig", "dtrig", "iguard", "uguard", "dguard")
 
 
@@ -170,8 +172,8 @@ def drop_triggers_ddl(table: str) -> list[str]:
 
 
 # Local clock writes: every row written takes the transaction's version and the next seq.
-_NEXT = "crsql_next_db_version()"
-_SEQ = "crsql_increment_and_get_seq()"
+_NEXT = "crsql_internal_next_db_version()"
+_SEQ = "crsql_internal_next_seq()"
 _SET_LOCAL = "db_version = excluded.db_version, seq = excluded.seq, site_id = 0"
 _NEXT_ODD = "col_version + 1 + col_version % 2"
 _NEXT_EVEN = "col_version + 2 - col_version % 2"
@@ -228,7 +230,7 @@ def triggers_ddl(info: TableInfo) -> list[str]:
             # are computed once per row: LIMIT 1 keeps SQLite from flattening the subquery.
             f"INSERT INTO {c} (key, col_name, col_version, db_version, site_id, seq) "
             f"SELECT k, column1, 1, v, 0, s + column2 FROM (SELECT {new_key} AS k, {_NEXT} AS v, "
-            f"crsql_reserve_seq({len(info.cols)}) AS s LIMIT 1), (VALUES {col_values}) "
+            f"crsql_internal_reserve_seq({len(info.cols)}) AS s LIMIT 1), (VALUES {col_values}) "
             f"WHERE 1 ON CONFLICT (key, col_name) DO UPDATE SET "
             f"col_version = col_version + 1, {_SET_LOCAL}",
         ]

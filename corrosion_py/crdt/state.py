@@ -6,6 +6,14 @@ seq counter, the sync bit) in a small object that the registered SQL functions c
 brackets every write itself (`tx.py`, `merge.py`). The committed local version is read from the
 database at the start of each engine transaction, never cached across transactions, so several
 connections (or processes) on one file stay correct (cr-sqlite known bug §8.10).
+
+The triggers claim versions and seqs through ``crsql_internal_*`` functions of their own, apart
+from cr-sqlite's public ``crsql_next_db_version`` and ``crsql_increment_and_get_seq``. A SQL
+function cannot tell a trigger from top-level SQL, so these refuse every call made while no
+local engine transaction is open (the only time the triggers record), and take no argument
+that could move a version: a stray call outside a transaction changes nothing, and one inside
+can only claim what that transaction's own writes would. (The node's API also refuses them by
+an authorizer, which does know who calls: `corrosion_py.store.guard`.)
 """
 
 from __future__ import annotations
@@ -28,8 +36,10 @@ from corrosion_py.crdt.schema import (
     introspect,
     triggers_ddl,
 )
+from corrosion_py.errors import TransactionError
 
 CRSQLITE_VERSION = 160300
+MAX_COLUMNS = 32767  # SQLite's hard upper bound on the columns of a table
 _uids = itertools.count(1)
 
 ENGINE_DDL = [
@@ -71,10 +81,7 @@ class ConnState:
     tables: dict[str, TableInfo] = attrs.Factory(dict)
     has_view: bool = False  # `register` made a crsql_changes view on this connection
 
-    # -- SQL functions used by the triggers ------------------------------------------------
-    def sync_bit_fn(self) -> int | None:
-        return self.sync_bit if self.depth else None
-
+    # -- cr-sqlite's public functions ------------------------------------------------------
     def next_db_version(self, merge_version: int | None = None) -> int:
         ret = max(self.committed + 1, self.pending or 0, merge_version or 0)
         self.pending = ret
@@ -85,8 +92,34 @@ class ConnState:
         self.seq += 1
         return s
 
-    def reserve_seq(self, n: int) -> int:
-        """Take ``n`` consecutive seqs at once; return the first."""
+    # -- the functions the triggers call ---------------------------------------------------
+    def sync_bit_fn(self) -> int | None:
+        return self.sync_bit if self.depth else None
+
+    def _recording(self) -> None:
+        """Refuse a call made while no local write can be recorded: the triggers only call
+        while a local engine transaction is open, so any other call is top-level SQL."""
+        if self.depth == 0 or self.sync_bit:
+            raise TransactionError(
+                "crsql_internal_* functions are called only by the engine's triggers, "
+                "inside crdt.transaction()"
+            )
+
+    def trigger_next_db_version(self) -> int:
+        """This transaction's version (claimed by its first recorded write). No argument: a
+        caller cannot push it past the next version."""
+        self._recording()
+        return self.next_db_version()
+
+    def trigger_next_seq(self) -> int:
+        self._recording()
+        return self.increment_and_get_seq()
+
+    def trigger_reserve_seq(self, n: int) -> int:
+        """Take ``n`` consecutive seqs at once (one per column of a row); return the first."""
+        self._recording()
+        if not isinstance(n, int) or not 1 <= n <= MAX_COLUMNS:
+            raise TransactionError(f"a row has 1..{MAX_COLUMNS} columns, not {n!r}")
         s = self.seq
         self.seq += n
         return s
@@ -247,10 +280,12 @@ def conn_state(conn: sqlite3.Connection) -> ConnState:
     st = ConnState(uid=next(_uids), site_id=site)
     conn.create_function("crsql_internal_state_id", 0, lambda: st.uid)
     conn.create_function("crsql_internal_sync_bit", 0, st.sync_bit_fn)
+    conn.create_function("crsql_internal_next_db_version", 0, st.trigger_next_db_version)
+    conn.create_function("crsql_internal_next_seq", 0, st.trigger_next_seq)
+    conn.create_function("crsql_internal_reserve_seq", 1, st.trigger_reserve_seq)
     conn.create_function("crsql_next_db_version", 0, st.next_db_version)
     conn.create_function("crsql_next_db_version", 1, st.next_db_version)
     conn.create_function("crsql_increment_and_get_seq", 0, st.increment_and_get_seq)
-    conn.create_function("crsql_reserve_seq", 1, st.reserve_seq)
     conn.create_function("crsql_get_seq", 0, lambda: st.seq)
     conn.create_function("crsql_internal_pack", -1, pkmod.pack_columns, deterministic=True)
     upgrade_triggers(conn)

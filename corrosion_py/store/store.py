@@ -8,6 +8,7 @@ trio CapacityLimiter, so trio code never blocks its event loop.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 import sqlite3
@@ -24,13 +25,14 @@ import trio
 
 from corrosion_py import crdt
 from corrosion_py.crdt import Change
-from corrosion_py.crdt.state import ENGINE_DDL, has_engine_tables
-from corrosion_py.errors import StatementError
+from corrosion_py.crdt.state import ENGINE_DDL, conn_state, has_engine_tables
+from corrosion_py.errors import QueryError, StatementError
 from corrosion_py.store import bookkeeping, members
 from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
 from corrosion_py.store.apply import Applier, ApplyResult, Item, take_quarantined
 from corrosion_py.store.bookkeeping import BookedVersions
 from corrosion_py.store.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
+from corrosion_py.store.guard import Guard, bad_text_in_version, decode_problem, text_problem
 from corrosion_py.store.hlc import HLC, ClockDriftError
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.schema import SchemaResult, apply_schema, apply_schema_statements
@@ -78,8 +80,9 @@ def transaction_timeout(seconds: float | None) -> Iterator[None]:
     ``Agent.transaction`` which calls it) are interrupted once ``seconds`` have passed since
     their submission, waiting for the writer included; the interrupted one fails with a
     `StatementError` and is rolled back (the others of its group commit are not touched).
-    None (or 0) means no limit. A context variable, so callers above the store (the HTTP API)
-    can bound a transaction without every layer in between passing it along."""
+    None (or 0) sets no bound of its own. The store's ``tx_timeout`` applies in any case: this
+    can only shorten it. A context variable, so callers above the store (the HTTP API) can
+    bound a transaction without every layer in between passing it along."""
     token = _TX_TIMEOUT.set(seconds or None)
     try:
         yield
@@ -87,13 +90,18 @@ def transaction_timeout(seconds: float | None) -> Iterator[None]:
         _TX_TIMEOUT.reset(token)
 
 
+def _shortest(*timeouts: float | None) -> float | None:
+    bounds = [t for t in timeouts if t]
+    return min(bounds) if bounds else None
+
+
 @attrs.define
 class _TxRequest:
     statements: Sequence[Statement]
+    timeout: float | None
     result: TxResult | None = None
     error: BaseException | None = None
     done: bool = False
-    timeout: float | None = attrs.Factory(_TX_TIMEOUT.get)
     deadline: float | None = None  # time.monotonic() after which the transaction is interrupted
 
     def __attrs_post_init__(self) -> None:
@@ -192,12 +200,18 @@ class Store:
         max_drift_ns: int,
         chunk_budget: int,
         clock: Callable[[], int] = time.time_ns,
+        tx_timeout: float | None = None,
     ) -> None:
         self.path = path
+        self.tx_timeout = tx_timeout or None
+        """Seconds after which every local transaction is interrupted and rolled back, waiting
+        for the writer included (None: no bound; `transaction_timeout` may shorten it)."""
         self.clock = clock
         """Physical time in ns since the epoch, for HLC timestamps (a simulator passes its
         virtual clock, so runs are reproducible)."""
         self._writer = writer
+        self._guard = Guard()
+        writer.set_authorizer(self._guard)
         self._write_lock = threading.Lock()
         self.actor_id = crdt.site_id(writer)
         self.hlc = HLC(max_drift_ns)
@@ -228,13 +242,15 @@ class Store:
         chunk_budget: int = DEFAULT_BUDGET,
         clock: Callable[[], int] = time.time_ns,
         site_id: bytes | None = None,
+        tx_timeout: float | None = None,
     ) -> Store:
         """Open (creating if needed) a store; apply the schema files when given.
 
         ``clock`` gives physical time in ns since the epoch (HLC timestamps of local
         transactions and of applies); ``site_id`` (16 bytes) is this node's actor id if the
         database is created now, and is ignored when it exists already (its id is persisted).
-        Both exist so a simulator can make runs reproducible.
+        Both exist so a simulator can make runs reproducible. ``tx_timeout`` bounds every local
+        transaction (seconds; None for no bound).
         """
         if site_id is not None and len(site_id) != 16:
             raise ValueError("a site id is 16 bytes")
@@ -254,6 +270,7 @@ class Store:
             max_drift_ns=max_drift_ns,
             chunk_budget=chunk_budget,
             clock=clock,
+            tx_timeout=tx_timeout,
         )
         if schema_paths:
             store.apply_schema_sync(schema_paths)
@@ -282,6 +299,8 @@ class Store:
         if conn is None:
             conn = connect(self.path, readonly=True)
             crdt.register(conn, create=False)
+            self._local.guard = Guard()
+            conn.set_authorizer(self._local.guard)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
@@ -293,8 +312,24 @@ class Store:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await trio.to_thread.run_sync(self.read_sync, fn, limiter=self.read_limiter)
 
+    def query_sync(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement sent by a user (the guard's rules apply: no internal
+        table written, none of the engine's writing functions; `QueryError` otherwise)."""
+        problem = text_problem(sql, params)
+        if problem is not None:
+            raise QueryError(problem)
+        conn = self.reader()
+        guard: Guard = self._local.guard
+        try:
+            with guard.checking():
+                return conn.execute(guard.mark(sql), params).fetchall()
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            raise QueryError(guard.reason or decode_problem(exc) or str(exc)) from exc
+
     async def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-        return await self.read(lambda conn: conn.execute(sql, params).fetchall())
+        return await trio.to_thread.run_sync(
+            self.query_sync, sql, params, limiter=self.read_limiter
+        )
 
     # -- schema -------------------------------------------------------------------------------
     def apply_schema_sync(self, paths: Sequence[str | Path]) -> SchemaResult:
@@ -330,7 +365,7 @@ class Store:
     # -- local writes -------------------------------------------------------------------------
     def transaction_sync(self, statements: Sequence[Statement]) -> TxResult:
         """Run statements atomically as one version of this actor."""
-        request = _TxRequest(statements)
+        request = self._request(statements)
         self._run_group([request])
         if request.error is not None:
             raise request.error
@@ -341,7 +376,7 @@ class Store:
         """`transaction_sync` for trio code, with group commit: transactions submitted while
         another group is being written go together in the next SQLite transaction (each still
         its own version, in a savepoint of its own), so concurrent writers share one commit."""
-        request = _TxRequest(statements)
+        request = self._request(statements)
         self._tx_queue.append(request)
         async with self._flush_lock:  # FIFO: one group at a time
             if not request.done:
@@ -358,6 +393,9 @@ class Store:
             raise request.error
         assert request.result is not None
         return request.result
+
+    def _request(self, statements: Sequence[Statement]) -> _TxRequest:
+        return _TxRequest(statements, _shortest(_TX_TIMEOUT.get(), self.tx_timeout))
 
     def _run_group(self, group: Sequence[_TxRequest]) -> None:
         """One SQLite transaction for a group of local transactions (on a worker thread)."""
@@ -388,39 +426,68 @@ class Store:
                 self.bookie[self.actor_id] = booked
 
     def _run_one(self, request: _TxRequest) -> TxResult:
-        """One local transaction inside the group's SQLite transaction (a savepoint)."""
+        """One local transaction inside the group's SQLite transaction (a savepoint). User
+        statements run under the guard (`store.guard`); the changeset is read before the
+        savepoint is released, so a value that cannot be replicated fails this transaction
+        alone."""
         started = time.perf_counter()
         conn = self._writer
+        guard = self._guard
         ts = self.hlc.now(self.clock())
         affected: list[int] = []
         times: list[float] = []
-        with crdt.transaction(conn) as tx, self._deadline(request):
-            for index, stmt in enumerate(request.statements):
-                sql, params = _split(stmt)
-                refused = _refused_kind(sql)
-                if refused is not None:
-                    raise StatementError(index, sql, refused)
-                if request.deadline is not None and time.monotonic() >= request.deadline:
-                    raise StatementError(index, sql, _timed_out(request.timeout))
-                begun = time.perf_counter()
-                try:
-                    affected.append(_rows_affected(conn, sql, params))
-                except (sqlite3.Error, ValueError, OverflowError) as exc:
-                    message = str(exc)
+        seqs: list[int] = []  # the engine's seq counter after each statement
+        engine = conn_state(conn)
+        with crdt.transaction(conn) as tx:
+            with self._deadline(request):
+                for index, stmt in enumerate(request.statements):
+                    sql, params = _split(stmt)
+                    refused = _refused_kind(sql) or text_problem(sql, params)
+                    if refused is not None:
+                        raise StatementError(index, sql, refused)
                     if request.deadline is not None and time.monotonic() >= request.deadline:
-                        message = _timed_out(request.timeout)
-                    raise StatementError(index, sql, message) from exc
-                times.append(time.perf_counter() - begun)
+                        raise StatementError(index, sql, _timed_out(request.timeout))
+                    begun = time.perf_counter()
+                    try:
+                        with guard.checking():
+                            affected.append(_rows_affected(conn, guard.mark(sql), params))
+                    except (sqlite3.Error, ValueError, OverflowError) as exc:
+                        message = guard.reason or decode_problem(exc) or str(exc)
+                        if request.deadline is not None and time.monotonic() >= request.deadline:
+                            message = _timed_out(request.timeout)
+                        raise StatementError(index, sql, message) from exc
+                    times.append(time.perf_counter() - begun)
+                    seqs.append(engine.seq)
+            changes = self._own_changes(conn, engine.pending, request, seqs)
         changeset = None
         if tx.version is not None:
-            changes = crdt.changes(
-                conn, site_id=self.actor_id, min_version=tx.version, max_version=tx.version
-            )
             last_seq = max((c.seq for c in changes), default=0)
             changeset = Changeset(
                 self.actor_id, tx.version, tuple(changes), (0, last_seq), last_seq, ts
             )
         return TxResult(affected, tx.version, changeset, time.perf_counter() - started, times)
+
+    def _own_changes(
+        self, conn: sqlite3.Connection, version: int | None, request: _TxRequest, seqs: list[int]
+    ) -> list[Change]:
+        """The change rows of the version a local transaction claimed (none: no version).
+        TEXT that is not UTF-8 (``CAST(x'ff' AS TEXT)``) cannot be replicated: the statement
+        that wrote it fails, naming the column."""
+        if version is None:
+            return []
+        try:
+            return crdt.changes(
+                conn, site_id=self.actor_id, min_version=version, max_version=version
+            )
+        except sqlite3.OperationalError as exc:
+            if decode_problem(exc) is None:
+                raise
+            column, seq = bad_text_in_version(conn, version) or ("?", seqs[-1])
+            # statement i took the seqs from seqs[i - 1] up to (not including) seqs[i]
+            index = min(bisect.bisect_right(seqs, seq), len(seqs) - 1)
+            sql, _ = _split(request.statements[index])
+            message = f"column {column}: the value is not valid UTF-8 text; cast it to BLOB"
+            raise StatementError(index, sql, message) from exc
 
     @contextmanager
     def _deadline(self, request: _TxRequest) -> Iterator[None]:

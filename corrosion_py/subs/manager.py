@@ -43,6 +43,7 @@ import trio
 from corrosion_py.crdt import Change as ColumnChange
 from corrosion_py.crdt import register, unpack_pk
 from corrosion_py.crdt.schema import crr_names
+from corrosion_py.store.guard import decode_problem
 from corrosion_py.store.store import Store, connect
 from corrosion_py.subs.events import (
     Change,
@@ -356,7 +357,7 @@ class SubscriptionManager:
         try:
             sub.matcher.initialize(self._conn)
         except sqlite3.Error as exc:
-            raise SubscriptionError(str(exc)) from exc
+            raise SubscriptionError(decode_problem(exc) or str(exc)) from exc
         self._storage.create(sub.id, sql, params, sub.matcher)
 
     def _register(self, sub: Subscription) -> None:
@@ -439,7 +440,7 @@ class SubscriptionManager:
                 else:
                     changes = sub.matcher.refresh(self._conn, pending)
             except sqlite3.Error as exc:  # e.g. its table changed shape
-                results.append((sub, f"subscription query failed: {exc}"))
+                results.append((sub, f"subscription query failed: {decode_problem(exc) or exc}"))
                 continue
             results.append((sub, changes))
         self._storage.record(

@@ -5,7 +5,9 @@ Rules (docs/api.md "How subscriptions are computed"; each has a test in tests/su
 
 - Only one ``SELECT`` is accepted. SQLite itself says which tables the statement reads (an
   authorizer during ``EXPLAIN``, so subqueries, ``EXISTS``, CTEs and views are all seen) and
-  refuses anything that is not a plain read; every table read must be a replicated table.
+  refuses anything that is not a plain read; every table read must be a replicated table, and
+  the node's rules for user SQL apply (`corrosion_py.store.guard`: none of the engine's
+  functions that change state, no ``fts3_tokenizer``; text must be UTF-8).
 - Parameters are inlined as literals (via sqlglot), so the subscription's identity is its SQL
   with its values: identical queries share one subscription, whatever the whitespace. A
   statement sqlglot cannot parse still works, evaluated in full with its parameters bound.
@@ -40,6 +42,7 @@ import sqlglot
 from sqlglot import exp
 
 from corrosion_py.crdt.schema import crr_names, introspect
+from corrosion_py.store.guard import refusal, text_problem
 from corrosion_py.subs.events import SubscriptionError
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -140,9 +143,18 @@ def plan(conn: sqlite3.Connection, sql: str, params: Params = ()) -> Plan:
 
     Raises `SubscriptionSqlError` with a message fit for an HTTP 400.
     """
+    result = _plan(conn, sql, params)
+    _check_rewritten(conn, result)
+    return result
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: Params) -> Plan:
     sql = sql.strip().rstrip(";").strip()
     if not sql:
         raise SubscriptionSqlError("empty statement")
+    problem = text_problem(sql, params)
+    if problem is not None:
+        raise SubscriptionSqlError(problem)
     crrs = set(crr_names(conn))
     tables = _tables_read(conn, sql, params, crrs)
     tree = _parse(sql)
@@ -177,6 +189,38 @@ def plan(conn: sqlite3.Connection, sql: str, params: Params = ()) -> Plan:
     )
 
 
+def _check_rewritten(conn: sqlite3.Connection, plan: Plan) -> None:
+    """The node's rules for user SQL, applied again to the statements that will run: they are
+    rewritten (parameters inlined, keys appended), and the rewrite must not turn a statement
+    that was checked into one that was not."""
+    statements = [(plan.sql, plan.params)]
+    for restricted in (plan.partition, *plan.variants):
+        if restricted is not None:
+            statements.append((restricted.sql(1), [None] * len(restricted.columns)))
+    reasons: list[str] = []
+
+    def authorize(
+        action: int, arg1: str | None, arg2: str | None, _db: str | None, source: str | None
+    ) -> int:
+        reason = refusal(action, arg1, arg2, source)
+        if reason is None:
+            return sqlite3.SQLITE_OK
+        reasons.append(reason)
+        return sqlite3.SQLITE_DENY
+
+    conn.set_authorizer(authorize)
+    try:
+        for sql, params in statements:
+            try:
+                conn.execute("EXPLAIN " + sql, params).close()
+            except sqlite3.Error as exc:
+                if reasons:
+                    raise SubscriptionSqlError(reasons[0]) from exc
+                # any other failure is the evaluation's to report
+    finally:
+        conn.set_authorizer(None)
+
+
 def _identity(sql: str, params: Params) -> str:
     if not params:
         return sql
@@ -189,8 +233,15 @@ def _tables_read(
     """Every table the statement reads, as SQLite's own compiler reports it."""
     read: set[str] = set()
     refused: list[str] = []
+    guarded: list[str] = []
 
-    def authorize(action: int, arg1: str | None, _2: str | None, db: str | None, _4: object) -> int:
+    def authorize(
+        action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
+    ) -> int:
+        reason = refusal(action, arg1, arg2, source)
+        if reason is not None:
+            guarded.append(reason)
+            return sqlite3.SQLITE_DENY
         if action not in _READ_ACTIONS:
             refused.append(str(action))
             return sqlite3.SQLITE_DENY
@@ -203,10 +254,14 @@ def _tables_read(
 
     conn.set_authorizer(authorize)
     try:
-        conn.execute("EXPLAIN " + sql, params).fetchall()
+        # the authorizer runs while the statement is prepared; its rows are not needed (and
+        # may hold the query's TEXT constants, which need not be UTF-8)
+        conn.execute("EXPLAIN " + sql, params).close()
     except sqlite3.ProgrammingError as exc:  # several statements, wrong number of params
         raise SubscriptionSqlError(str(exc)) from exc
     except sqlite3.Error as exc:
+        if guarded:
+            raise SubscriptionSqlError(guarded[0]) from exc
         if refused:
             raise SubscriptionSqlError(
                 "unsupported statement: only a read-only SELECT can be subscribed"

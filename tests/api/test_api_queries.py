@@ -88,7 +88,6 @@ async def test_writes_are_refused_before_streaming(tmp_path: Path) -> None:
                 "PRAGMA journal_mode = delete",
                 "PRAGMA optimize",
                 "BEGIN",
-                "SELECT crsql_as_crr('other')",
             ]:
                 r = await client.post(Q, json=sql)
                 assert r.status_code == 400, sql

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_harness import SCHEMA, ThreadAgent, poll, short_dir
+from cli_harness import SCHEMA, ThreadAgent, corrosion, poll, short_dir
 from click.testing import CliRunner, Result
 
 from corrosion_py.admin import admin_request
@@ -171,6 +171,38 @@ def test_exec_errors(node: ThreadAgent) -> None:
     config.write_text(f'[api]\naddr = "{node.api}"\n')
     line = one_error_line(CliRunner().invoke(main, ["-c", str(config), "exec", "SELECT 1"]))
     assert "401" in line and "bearer-token" in line
+
+
+def test_internals_and_bad_text_are_refused_in_one_line(node: ThreadAgent) -> None:
+    def state() -> object:
+        with CorrosionClient(node.api, token=TOKEN) as client:
+            with client.query("SELECT crsql_db_version()") as rows:
+                version = list(rows)
+            with client.query("SELECT * FROM kv ORDER BY k") as rows:
+                return version, list(rows)
+
+    before = state()
+    for args, needle in [
+        (["exec", "DELETE FROM kv__crsql_clock"], "writing the internal table kv__crsql_clock"),
+        (["exec", "SELECT crsql_next_db_version(9223372036854775807)"], "crsql_next_db_version"),
+        (["query", "SELECT fts3_tokenizer('simple')"], "calling fts3_tokenizer is not allowed"),
+        (["query", "SELECT * FROM __corro_state"], "reading the internal table __corro_state"),
+        (["exec", "INSERT INTO kv VALUES (?, ?)", "--param", "95", "--param", "\udcff"],
+         "parameter 2 is not valid UTF-8 text (lone surrogate)"),
+    ]:  # fmt: skip
+        line = one_error_line(run(node, *args))
+        assert needle in line and "(400 from http://" in line, line
+    # a real command line whose bytes are not UTF-8 (Python hands them over as surrogates)
+    config = node.directory / "corrosion.toml"
+    for args, needle in [
+        (["exec", "INSERT INTO kv VALUES (96, '\udcff')"], "the SQL text is not valid UTF-8"),
+        (["query", "SELECT CAST(x'ff' AS TEXT) AS t"], "column t: the value is not valid UTF-8"),
+    ]:
+        done = corrosion(*args, config=config)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], lines
+    assert state() == before
 
 
 def test_query_formats(node: ThreadAgent) -> None:
