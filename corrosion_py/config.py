@@ -108,6 +108,10 @@ class DbSection:
     """Schema files, or directories whose ``*.sql`` files are read."""
     subscriptions_path: Path | None = None
     """The subscriptions' SQLite file; `load_config` fills in ``<db.path>.subs.db``."""
+    skip_integrity_check: bool = False
+    """Start without ``PRAGMA quick_check`` of the database (a huge file on a slow disk)."""
+    integrity_check_timeout: float = 60.0
+    """The start-up integrity check's bound (seconds); a check that does not finish refuses."""
 
 
 @attrs.frozen
@@ -191,6 +195,9 @@ class Config:
             api_token=self.api.authz.bearer_token,
             sync_interval=(self.perf.min_sync_backoff, self.perf.max_sync_backoff),
             apply_queue_len=self.perf.apply_queue_len,
+            integrity_check_timeout=(
+                None if self.db.skip_integrity_check else self.db.integrity_check_timeout
+            ),
         )
 
 
@@ -296,6 +303,12 @@ def _int(value: Any, _: Any) -> int:
     return value
 
 
+def _bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _expect("true or false", value)
+    return value
+
+
 def _float(value: Any, _: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _expect("a number", value)
@@ -350,6 +363,7 @@ def _describe(t: Any) -> str:
 def _converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(int, _int)
+    conv.register_structure_hook(bool, _bool)
     conv.register_structure_hook(float, _float)
     conv.register_structure_hook(str, _str)
     conv.register_structure_hook(Path, _path)
@@ -577,6 +591,12 @@ def load_config(
 def _check(config: Config) -> Iterator[tuple[str, str]]:
     """Rules between or beyond types."""
     gossip, perf = config.gossip, config.perf
+    if not config.db.integrity_check_timeout > 0:
+        yield (
+            "db.integrity_check_timeout",
+            f"must be > 0, got {config.db.integrity_check_timeout} (to skip the check: "
+            "db.skip_integrity_check = true)",
+        )
     if not 0 <= gossip.cluster_id <= MAX_CLUSTER_ID:
         yield "gossip.cluster_id", f"must be in 0..{MAX_CLUSTER_ID}, got {gossip.cluster_id}"
     if not MIN_PACKET <= gossip.max_packet_size <= MAX_PACKET:
@@ -616,7 +636,8 @@ def _resolved(config: Config, origins: _Origins, cwd: Path) -> Config:
         return None if path is None else absolute(key, path)
 
     db_path = absolute("db.path", config.db.path)
-    db = DbSection(
+    db = attrs.evolve(
+        config.db,
         path=db_path,
         schema_paths=tuple(absolute("db.schema_paths", p) for p in config.db.schema_paths),
         subscriptions_path=optional("db.subscriptions_path", config.db.subscriptions_path)

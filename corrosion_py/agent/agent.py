@@ -20,10 +20,14 @@ Rules:
 - **Shutdown** is a cancellation (the caller's, or SIGTERM in the runner): shielded and
   bounded by ``shutdown_timeout``, the agent announces its leave and lingers until it is spread,
   applies what is already queued, saves the member list, then closes the database.
+- **Faults degrade, never kill.** A database file that cannot be trusted is refused at start
+  (`UnusableDatabase`); a full disk or a corrupt file met while running stops writes, not the
+  node (the store's fault state, the apply queue's retries), and ``faults()`` reports it.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import deque
@@ -38,6 +42,7 @@ import trio
 from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.agent.gossiper import Gossiper
 from corrosion_py.agent.syncer import Syncer
+from corrosion_py.errors import StorageFault
 from corrosion_py.gossip import BroadcastConfig, Broadcaster, Peer
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
@@ -54,6 +59,8 @@ from corrosion_py.swim.events import Event as SwimEvent
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
 from corrosion_py.wire.swim import SWIM_TAGS, Addr, format_addr, parse_addr
+
+log = logging.getLogger(__name__)
 
 ARRIVALS_KEPT = 100_000
 
@@ -85,6 +92,11 @@ class AgentConfig:
     swim: SwimConfig = LAN
     broadcast: BroadcastConfig = attrs.Factory(BroadcastConfig)
     sync_interval: tuple[float, float] = (1.0, 15.0)
+    sync_idle_timeout: float = 10.0
+    """A peer's sync session that asks for nothing this long loses its slot (shorter than a
+    sync interval; longer than a client's handshakes with its slowest peer)."""
+    integrity_check_timeout: float | None = 60.0
+    """``PRAGMA quick_check`` of the database at start, at most this long (None: skipped)."""
     apply_queue_len: int = 20_000
     """Changesets waiting for apply; broadcast overflow drops the oldest (sync repairs)."""
     save_members_interval: float = 10.0
@@ -151,7 +163,13 @@ class Agent:
             interval=config.sync_interval,
             blocked=lambda addr: (endpoint.addr, addr) in endpoint.faults.blocked,
         )
-        self.sync_server = SyncServer(store, config.cluster_id, push_pull=self._serve_push_pull)
+        self.sync_server = SyncServer(
+            store,
+            config.cluster_id,
+            is_member=self._is_member,
+            idle_timeout=config.sync_idle_timeout,
+            push_pull=self._serve_push_pull,
+        )
         subs_path = config.subscriptions_path or config.db_path.with_name(
             config.db_path.name + ".subs.db"
         )
@@ -187,7 +205,11 @@ class Agent:
             listeners,
         ):
             store = await trio.to_thread.run_sync(
-                lambda: Store.open(config.db_path, schema_paths=config.schema_paths)
+                lambda: Store.open(
+                    config.db_path,
+                    schema_paths=config.schema_paths,
+                    integrity_check_timeout=config.integrity_check_timeout,
+                )
             )
             try:
                 saved = await trio.to_thread.run_sync(
@@ -342,6 +364,32 @@ class Agent:
     def alive_members(self) -> list[MemberInfo]:
         return [m for m in self.membership.members() if m.state is MemberState.ALIVE]
 
+    def faults(self) -> list[dict[str, Any]]:
+        """What keeps this node from doing its job now, for health: storage faults (writes
+        failing or stopped) and a sync that keeps failing. Each is ``kind``, ``since`` (seconds
+        since the epoch), ``failures`` (writes or rounds failed) and a readable ``message``."""
+        out = [
+            {"kind": f.kind, "since": f.since, "failures": f.failures,
+             "message": f.describe(self.store.path)}
+            for f in self.store.faults.current()
+        ]  # fmt: skip
+        syncer = self.syncer
+        if syncer.cannot_sync:
+            out.append({
+                "kind": "cannot_sync", "since": syncer.failing_since, "failures": syncer.failures,
+                "message": f"cannot sync: {syncer.failures} rounds failed in a row (last: "
+                           f"{syncer.last_error()}); versions this node has not heard of are "
+                           "not counted in gaps",
+            })  # fmt: skip
+        return out
+
+    def sync_status(self) -> dict[str, Any]:
+        """Seconds since the last sync round that worked (None: none yet) and the rounds that
+        failed since (from `syncer.CANNOT_SYNC_AFTER` of them, a ``cannot_sync`` fault)."""
+        last_ok = self.syncer.last_ok
+        ago = None if last_ok is None else round(trio.current_time() - last_ok, 3)
+        return {"last_ok_ago": ago, "failures": self.syncer.failures}
+
     def stats(self) -> dict[str, Any]:
         """Counters of every part, for health and metrics."""
         return {
@@ -391,6 +439,11 @@ class Agent:
             reader = FrameReader(1 << 20)
             await self.membership.serve_push_pull(stream, reader, [first], peer)
 
+    def _is_member(self, actor: bytes) -> bool:
+        """Whether ``actor`` may hold a sync session here: a member SWIM holds alive or suspect."""
+        member = self.membership.core.member(actor)
+        return member is not None and member.state in (MemberState.ALIVE, MemberState.SUSPECT)
+
     async def _save_members_loop(self) -> None:
         while True:
             await trio.sleep(self.config.save_members_interval)
@@ -400,6 +453,7 @@ class Agent:
             await self._save_members()
 
     async def _save_members(self) -> None:
+        """Save the member list; a storage fault skips it (the store logged and counts it)."""
         core = self.membership.core
         now = time.time_ns()
         own = MemberRecord(
@@ -409,7 +463,10 @@ class Agent:
             MemberRecord(m.actor_id, format_addr(m.addr), _STATES[m.state], m.incarnation, now)
             for m in core.members()
         ]
-        await self.store.save_members(records)
+        try:
+            await self.store.save_members(records)
+        except StorageFault as fault:
+            log.debug("member list not saved: %s", fault)
 
 
 def _addrs_or_skip(texts: Sequence[str]) -> list[Addr]:

@@ -9,12 +9,18 @@ net/sync.py):
 - Candidates are the members SWIM holds alive; ``choose_peers`` prefers those whose own
   versions we miss most, then those not synced longest.
 - Changesets go to the apply queue with waiting puts (backpressure through TCP).
-- A round that fails with every peer is counted; the loop goes on.
+- A round that fails with every peer is counted; the loop goes on. ``failures`` counts the
+  rounds failed in a row; from ``CANNOT_SYNC_AFTER`` of them the node reports that it cannot
+  sync (health), since its ``gaps`` only count versions it has heard of.
+- No rounds while the store refuses writes for good (a corrupt file): what they brought could
+  not be applied. A transient fault (a full disk) does not stop them: the apply queue holds
+  what they bring, waits for room, and its retries find out when space is back.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -26,6 +32,8 @@ from corrosion_py.net.sync import SyncReport, sync_with
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
 from corrosion_py.wire.swim import Addr
+
+CANNOT_SYNC_AFTER = 3  # rounds failed in a row before the node reports it cannot sync
 
 
 class Syncer:
@@ -53,9 +61,16 @@ class Syncer:
         self.blocked = blocked
         """Peers the fault layer cuts off (tests): skipped as if unreachable."""
         self.stats: Counter[str] = Counter()
-        """rounds, rounds_ok, rounds_failed, rounds_idle (nobody to sync with), changesets."""
+        """rounds, rounds_ok, rounds_failed, rounds_idle (nobody to sync with), rounds_paused
+        (corrupt store), changesets."""
         self.last_sync: dict[bytes, float] = {}
         self.last_report: SyncReport | None = None
+        self.failures = 0
+        """Rounds failed in a row (0 after a round that worked)."""
+        self.failing_since: float | None = None
+        """Wall time of the first failed round of the current run of failures."""
+        self.last_ok: float | None = None
+        """trio time of the last round that worked (None: none yet)."""
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sync rounds until cancelled."""
@@ -65,11 +80,30 @@ class Syncer:
             await self.round()
             await trio.sleep(jittered_interval(self.rng, *self.interval))
 
+    @property
+    def cannot_sync(self) -> bool:
+        return self.failures >= CANNOT_SYNC_AFTER
+
+    def last_error(self) -> str | None:
+        """The first peer error of the last failed round, with the peer's address."""
+        report = self.last_report
+        if report is None or report.ok:
+            return None
+        for peer in report.peers:
+            if peer.error is not None:
+                host, port = peer.addr
+                return f"{host}:{port}: {peer.error}"
+        return None
+
     async def round(self) -> SyncReport | None:
-        """One round now; None when no member is alive."""
+        """One round now; None when no member is alive (or the store is corrupt)."""
+        if self.store.faults.corrupt:
+            self.stats["rounds_paused"] += 1
+            return None
         alive = {m.actor_id: m.addr for m in self.members() if not self.blocked(m.addr)}
-        if not alive:
+        if not alive:  # nobody to sync with is not a failure to sync (`members` says so)
             self.stats["rounds_idle"] += 1
+            self.failures, self.failing_since = 0, None
             return None
         missing = missing_versions(self.store.sync_state())
         chosen = choose_peers(list(alive), rng=self.rng, missing=missing, last_sync=self.last_sync)
@@ -84,6 +118,11 @@ class Syncer:
                 self.last_sync[actor] = now
         self.stats["rounds"] += 1
         self.stats["rounds_ok" if report.ok else "rounds_failed"] += 1
+        if report.ok:
+            self.failures, self.failing_since, self.last_ok = 0, None, now
+        else:
+            self.failures += 1
+            self.failing_since = self.failing_since or time.time()
         self.stats["changesets"] += report.changesets
         self.last_report = report
         return report
