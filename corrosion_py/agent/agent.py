@@ -42,7 +42,7 @@ import trio
 from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.agent.gossiper import Gossiper
 from corrosion_py.agent.syncer import Syncer
-from corrosion_py.errors import StorageFault
+from corrosion_py.errors import CorrosionError, StorageFault
 from corrosion_py.gossip import BroadcastConfig, Broadcaster, Peer
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
@@ -190,10 +190,20 @@ class Agent:
     async def open(cls, config: AgentConfig) -> AsyncIterator[Agent]:
         """Start a node; on exit (or cancellation) leave the cluster and close the database.
 
-        Raises `DatabaseInUse` when another process runs a node on the same database."""
+        Raises `DatabaseInUse` when another process runs a node on the same database, and
+        `UnusableDatabase` for a database file it cannot trust (nothing changed); a start error
+        of ours is raised as itself, not inside an exception group."""
         with db_lock.hold(config.db_path):
-            async with cls._open_locked(config) as agent:
-                yield agent
+            started = False
+            try:
+                async with cls._open_locked(config) as agent:
+                    started = True
+                    yield agent
+            except BaseExceptionGroup as group:
+                leaves = _leaves(group)
+                if started or len(leaves) != 1 or not isinstance(leaves[0], CorrosionError):
+                    raise
+                raise leaves[0] from None
 
     @classmethod
     @asynccontextmanager
@@ -467,6 +477,12 @@ class Agent:
             await self.store.save_members(records)
         except StorageFault as fault:
             log.debug("member list not saved: %s", fault)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 def _addrs_or_skip(texts: Sequence[str]) -> list[Addr]:

@@ -8,9 +8,11 @@ Rules:
   ``disk_full``, ``SQLITE_IOERR`` ``io_error``, ``SQLITE_READONLY`` ``read_only`` (the three
   *transient* kinds), ``SQLITE_CORRUPT`` and ``SQLITE_NOTADB`` ``corrupt``. Anything else is
   the statement's own error (a constraint, a syntax error, an interrupt).
-- **Transient faults** are set by a failed write and cleared by the next write that commits:
-  nothing is written meanwhile (the transaction is rolled back), and whoever wrote retries or
-  gives up (the apply queue retries with backoff, a local write fails with `StorageFault`).
+- **Transient faults** are set by a failed write and cleared by the next data write (a local
+  transaction, an apply) that commits, not by a small routine one (the member list) that can
+  fit where the data did not: nothing is written meanwhile (the transaction is rolled back),
+  and whoever wrote retries or gives up (the apply queue retries with backoff, a local write
+  fails with `StorageFault`).
 - **Corruption is sticky**: once seen by a write, every later write is refused without touching
   the file, until the node is restarted on a restored database (``Store.open`` checks it).
 - Each fault is logged once, when it starts (and once when a transient one clears), never per

@@ -315,11 +315,13 @@ class Store:
         self.close()
 
     @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
+    def _writing(self, *, clears: bool = True) -> Iterator[sqlite3.Connection]:
         """The writer connection, under the write lock, for one write transaction. Refused at
         once while the file is corrupt. On any error the transaction is rolled back (SQLite may
         have done it already); a storage fault is recorded and raised as `StorageFault`. A block
-        that ends normally ends a transient fault (it committed)."""
+        that ends normally ends a transient fault (it committed), unless ``clears`` is False: a
+        small routine write can fit in a nearly full disk (or in the log's old space) where
+        the changes that failed still cannot."""
         with self._write_lock:
             self.faults.check_writable()
             conn = self._writer
@@ -338,7 +340,8 @@ class Store:
                 if fault is not None:
                     raise fault from exc
                 raise
-            self.faults.succeeded(self.clock() / 1e9)
+            if clears:
+                self.faults.succeeded(self.clock() / 1e9)
 
     # -- reading ------------------------------------------------------------------------------
     def reader(self) -> sqlite3.Connection:
@@ -583,7 +586,7 @@ class Store:
 
     # -- membership ---------------------------------------------------------------------------
     def save_members_sync(self, records: Sequence[MemberRecord]) -> None:
-        with self._writing() as conn:
+        with self._writing(clears=False) as conn:
             conn.execute("BEGIN IMMEDIATE")
             members.save(conn, records)
             conn.execute("COMMIT")
