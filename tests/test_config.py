@@ -190,7 +190,7 @@ def test_every_key_has_its_environment_variable() -> None:
     assert names["api.authz.bearer-token"] == "CORROSION_API_AUTHZ_BEARER_TOKEN"
     assert names["db.schema_paths"] == "CORROSION_DB_SCHEMA_PATHS"
     assert names["perf.apply_queue_len"] == "CORROSION_PERF_APPLY_QUEUE_LEN"
-    assert len(names) == 16
+    assert len(names) == 18
 
 
 @pytest.mark.parametrize(
