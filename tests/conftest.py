@@ -2,39 +2,18 @@
 reproducible and cannot fail on a search path no developer ran; locally it explores. The
 ``small_disk`` fixture gives a test a real disk it can fill."""
 
-import errno
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from disk_faults import SmallDisk
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-
-class SmallDisk:
-    """A small tmpfs of its own (``path``): ``fill`` takes every free byte with a filler file
-    (a real full disk: writes fail with ENOSPC), ``free`` gives the space back."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.filler = path / "filler"
-
-    def fill(self) -> None:
-        with open(self.filler, "ab", buffering=0) as f:
-            try:
-                while True:  # small unbuffered chunks, so no byte is left over
-                    f.write(b"\0" * 4096)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-
-    def free(self) -> None:
-        self.filler.unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import attrs
 import httpx
 import pytest
 import trio
-from conftest import SmallDisk
+from disk_faults import SmallDisk
 
 from corrosion_py import crdt
 from corrosion_py.agent import Agent, AgentConfig

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import SmallDisk
+from disk_faults import SmallDisk
 
 from corrosion_py import crdt
 from corrosion_py.errors import StorageFault
