@@ -22,6 +22,7 @@ from corrosion_py import crdt
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.errors import UnusableDatabase
 from corrosion_py.store.store import Store
+from corrosion_py.subs import EndOfQuery, Row, SubscriptionClosed
 from corrosion_py.swim import LOCAL
 from corrosion_py.wire.swim import Addr
 
@@ -207,6 +208,38 @@ async def test_a_page_corrupted_at_runtime_stops_writes_not_the_node(
         lines = [r for r in caplog.records if "is corrupt" in r.getMessage()]
         assert len(lines) == 1 and lines[0].name == "corrosion_py.store"
         assert str(b.store.path) in lines[0].getMessage()
+
+
+async def test_a_full_disk_under_the_subscriptions_file_ends_them_not_the_node(
+    tmp_path: Path, small_disk: SmallDisk
+) -> None:
+    """The subscriptions' file on a disk that fills up: a subscription whose changes cannot be
+    saved ends with the reason (its client subscribes again), the node and its writes go on."""
+    cfg = attrs.evolve(
+        config(tmp_path, tmp_path, "n"), subscriptions_path=small_disk.path / "subs.db"
+    )
+    async with Agent.open(cfg) as agent:
+        async with agent.subscribe("SELECT k, v FROM kv") as (_, events):
+            small_disk.fill()
+            await agent.transaction([("INSERT INTO kv VALUES (1, ?)", ["s" * BIG * 10])])
+            with trio.fail_after(HANG), pytest.raises(SubscriptionClosed) as ended:
+                async for _ in events:
+                    pass
+        assert "subscription storage failed: database or disk is full" in str(ended.value)
+        small_disk.free()
+        assert (await agent.transaction([("INSERT INTO kv VALUES (2, 'x')", [])])).version
+        async with agent.subscribe("SELECT k FROM kv ORDER BY k") as (_, events):
+            with trio.fail_after(HANG):
+                rows = [e async for e in _until_eoq(events)]
+        assert [r.cells for r in rows] == [(1,), (2,)]
+
+
+async def _until_eoq(events: Any) -> Any:
+    async for event in events:
+        if isinstance(event, EndOfQuery):
+            return
+        if isinstance(event, Row):
+            yield event
 
 
 async def test_agent_open_refuses_a_damaged_database_with_a_typed_error(tmp_path: Path) -> None:
