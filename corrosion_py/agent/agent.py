@@ -384,18 +384,20 @@ class Agent:
             for f in self.store.faults.current()
         ]  # fmt: skip
         syncer = self.syncer
-        if syncer.cannot_sync:
+        trouble = syncer.trouble(time.time())
+        if trouble is not None:
             out.append({
-                "kind": "cannot_sync", "since": syncer.failing_since, "failures": syncer.failures,
-                "message": f"cannot sync: {syncer.failures} rounds failed in a row (last: "
-                           f"{syncer.last_error()}); versions this node has not heard of are "
+                "kind": "cannot_sync", "since": syncer.unsynced_since,
+                "failures": syncer.failures,
+                "message": f"cannot sync: {trouble}; versions this node has not heard of are "
                            "not counted in gaps",
             })  # fmt: skip
         return out
 
     def sync_status(self) -> dict[str, Any]:
         """Seconds since the last sync round that worked (None: none yet) and the rounds that
-        failed since (from `syncer.CANNOT_SYNC_AFTER` of them, a ``cannot_sync`` fault)."""
+        failed in a row since (``Syncer.trouble`` says when that makes a ``cannot_sync``
+        fault)."""
         last_ok = self.syncer.last_ok
         ago = None if last_ok is None else round(trio.current_time() - last_ok, 3)
         return {"last_ok_ago": ago, "failures": self.syncer.failures}

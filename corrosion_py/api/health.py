@@ -12,7 +12,7 @@
 - ``faults`` (ours): what stops the node from doing its job (``Agent.faults``: a full disk, a
   corrupt database, a sync that keeps failing); the node is unhealthy while any is listed,
   whatever the thresholds.
-- ``sync`` (ours): seconds since the last sync round that worked and the rounds failed since;
+- ``sync`` (ours): seconds since the last sync round that worked and the rounds failed in a row;
   ``gaps`` only counts versions the node has heard of, so a node that cannot sync says it here.
 
 Query parameters, all optional: ``gaps`` (most missing versions allowed), ``p99_lag``

@@ -1,11 +1,13 @@
 """Fair sync between real agents on 127.0.0.1: a restarted node catches up by sync while
 strangers hammer its peer's sync port (they are refused before taking a slot), and a node
-whose sync rounds keep failing says so in health instead of claiming ``gaps: 0``."""
+whose sync rounds keep failing, or hang, says so in health instead of claiming ``gaps: 0``."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,11 @@ import httpx
 import trio
 
 from corrosion_py.agent import Agent, AgentConfig
-from corrosion_py.swim import LOCAL
+from corrosion_py.agent.apply_queue import ApplyQueue
+from corrosion_py.agent.syncer import Syncer
+from corrosion_py.net.sync import SyncServer
+from corrosion_py.store.store import Store
+from corrosion_py.swim import LOCAL, MemberInfo, MemberState
 from corrosion_py.wire.codec import decode, encode
 from corrosion_py.wire.framing import FrameReader, frame
 from corrosion_py.wire.messages import SyncClock, SyncRequest, SyncStart, SyncState
@@ -160,3 +166,36 @@ async def test_health_says_when_a_node_cannot_sync(tmp_path: Path) -> None:
 async def _healthy(http: httpx.AsyncClient) -> dict[str, Any] | None:
     r = await http.get("/v1/health")
     return r.json()["response"] if r.status_code == 200 else None
+
+
+async def test_a_round_that_hangs_is_reported_once_it_is_stale(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """No round fails, none works: the apply queue nobody drains makes the round wait for room
+    (its 300 s bound is far). After ``stale_after`` the node says it cannot sync."""
+    (tmp_path / "schema.sql").write_text(SCHEMA)
+    server_store, store = (
+        Store.open(tmp_path / f"{name}.db", schema_paths=[tmp_path / "schema.sql"])
+        for name in ("server", "node")
+    )
+    try:
+        for k in range(5):
+            server_store.transaction_sync([("INSERT INTO kv VALUES (?, 'v')", [k])])
+        server = SyncServer(server_store, CLUSTER, is_member=lambda actor: True)
+        listeners = await nursery.start(trio.serve_tcp, server.serve, 0)
+        addr = ("127.0.0.1", listeners[0].socket.getsockname()[1])
+        peer = MemberInfo(server_store.actor_id, addr, 0, MemberState.ALIVE)
+        queue = ApplyQueue(store, max_items=1)  # not drained yet: the second put waits
+        syncer = Syncer(store, queue, cluster_id=CLUSTER, members=lambda: [peer],
+                        rng=random.Random(1), stale_after=0.5)  # fmt: skip
+        assert syncer.trouble(time.time()) is None
+        nursery.start_soon(syncer.round)
+        trouble = await wait_for(lambda: syncer.trouble(time.time()))
+        assert trouble.startswith("no sync round has worked for ") and syncer.failures == 0
+        await nursery.start(queue.run)  # the queue drains: the round completes
+        await wait_for(lambda: syncer.last_ok is not None)
+        assert syncer.trouble(time.time()) is None and syncer.failures == 0
+        await wait_for(lambda: store.reader().execute("SELECT count(*) FROM kv").fetchone()[0] == 5)
+    finally:
+        server_store.close()
+        store.close()
