@@ -390,14 +390,21 @@ async def _run_agent(config: Config) -> None:
 
 
 @main.command()
+@click.option(
+    "--skip-integrity-check",
+    is_flag=True,
+    help="Start without PRAGMA quick_check of the database ([db] skip_integrity_check).",
+)
 @global_options
-def agent(settings: Settings) -> None:
+def agent(settings: Settings, skip_integrity_check: bool) -> None:
     """Run a node: the store, gossip, the HTTP API and the admin socket.
 
     Logs go to stderr ([log] format and level); SIGINT or SIGTERM stop it cleanly (it leaves
-    the cluster, applies what is queued, closes the database), exit status 0."""
+    the cluster, applies what is queued, closes the database), exit status 0. A database that
+    is empty, not SQLite, truncated or corrupt is refused in one line, nothing changed."""
     import errno
 
+    import attrs
     import trio
 
     from corrosion_py.admin import check_admin_path
@@ -405,6 +412,8 @@ def agent(settings: Settings) -> None:
     from corrosion_py.store.lock import DatabaseInUse
 
     config = settings.config()
+    if skip_integrity_check:
+        config = attrs.evolve(config, db=attrs.evolve(config.db, skip_integrity_check=True))
     setup_logging(config.log)
     holder = lock.holder(config.db.path)
     if holder is not None:

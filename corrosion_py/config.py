@@ -109,6 +109,10 @@ class DbSection:
     """Schema files, or directories whose ``*.sql`` files are read."""
     subscriptions_path: Path | None = None
     """The subscriptions' SQLite file; `load_config` fills in ``<db.path>.subs.db``."""
+    skip_integrity_check: bool = False
+    """Start without ``PRAGMA quick_check`` of the database (a huge file on a slow disk)."""
+    integrity_check_timeout: float = 60.0
+    """The start-up integrity check's bound (seconds); a check that does not finish refuses."""
 
 
 @attrs.frozen
@@ -201,6 +205,9 @@ class Config:
             keyring_file=self.gossip.keyring_file,
             plaintext=self.gossip.plaintext,
             sql_tx_timeout=self.perf.sql_tx_timeout or None,
+            integrity_check_timeout=(
+                None if self.db.skip_integrity_check else self.db.integrity_check_timeout
+            ),
         )
 
 
@@ -594,6 +601,12 @@ def load_config(
 def _check(config: Config) -> Iterator[tuple[str, str]]:
     """Rules between or beyond types."""
     gossip, perf = config.gossip, config.perf
+    if not config.db.integrity_check_timeout > 0:
+        yield (
+            "db.integrity_check_timeout",
+            f"must be > 0, got {config.db.integrity_check_timeout} (to skip the check: "
+            "db.skip_integrity_check = true)",
+        )
     if not 0 <= gossip.cluster_id <= MAX_CLUSTER_ID:
         yield "gossip.cluster_id", f"must be in 0..{MAX_CLUSTER_ID}, got {gossip.cluster_id}"
     if not MIN_PACKET <= gossip.max_packet_size <= MAX_PACKET:
@@ -650,7 +663,8 @@ def _resolved(config: Config, origins: _Origins, cwd: Path) -> Config:
         return None if path is None else absolute(key, path)
 
     db_path = absolute("db.path", config.db.path)
-    db = DbSection(
+    db = attrs.evolve(
+        config.db,
         path=db_path,
         schema_paths=tuple(absolute("db.schema_paths", p) for p in config.db.schema_paths),
         subscriptions_path=optional("db.subscriptions_path", config.db.subscriptions_path)

@@ -58,3 +58,42 @@ class GossipKeyError(CorrosionError):
 class QueryError(StoreError):
     """A read-only query was refused or failed (bad SQL, an internal table or engine function,
     text that is not UTF-8); nothing was changed."""
+
+
+class StorageFault(StoreError):
+    """The database file failed under a write: the disk is full, an I/O error, a read-only file
+    (``transient``: the same write may succeed later, nothing was written), or corruption
+    (writes stay stopped until the database is restored). The node keeps running and reading."""
+
+    def __init__(self, kind: str, path: object, detail: str) -> None:
+        super().__init__(f"write failed: {describe_fault(kind, path, detail)}")
+        self.kind = kind
+        self.path = path
+        self.detail = detail
+
+    @property
+    def transient(self) -> bool:
+        return self.kind != "corrupt"
+
+
+class UnusableDatabase(StoreError):
+    """A node refused to open its database file (empty, not SQLite, corrupt, or its integrity
+    check did not finish in time); nothing was changed."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"cannot open the database {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def describe_fault(kind: str, path: object, detail: str) -> str:
+    """One line for an operator: what failed and what to do."""
+    if kind == "corrupt":
+        return (
+            f"the database {path} is corrupt ({detail}); writes are stopped: stop the node and "
+            "restore the database from a backup (`corrosion restore BACKUP`)"
+        )
+    what = {"disk_full": "the disk is full", "read_only": "the file is read-only"}.get(
+        kind, "an I/O error"
+    )
+    return f"{what} at {path} ({detail}); writes resume by themselves once this is fixed"

@@ -209,7 +209,7 @@ def test_every_key_has_its_environment_variable() -> None:
     assert names["db.schema_paths"] == "CORROSION_DB_SCHEMA_PATHS"
     assert names["perf.apply_queue_len"] == "CORROSION_PERF_APPLY_QUEUE_LEN"
     assert names["perf.sql_tx_timeout"] == "CORROSION_PERF_SQL_TX_TIMEOUT"
-    assert len(names) == 19
+    assert len(names) == 21
 
 
 @pytest.mark.parametrize(

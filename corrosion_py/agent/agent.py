@@ -27,6 +27,9 @@ Rules:
 - **Shutdown** is a cancellation (the caller's, or SIGTERM in the runner): shielded and
   bounded by ``shutdown_timeout``, the agent announces its leave and lingers until it is spread,
   applies what is already queued, saves the member list, then closes the database.
+- **Faults degrade, never kill.** A database file that cannot be trusted is refused at start
+  (`UnusableDatabase`); a full disk or a corrupt file met while running stops writes, not the
+  node (the store's fault state, the apply queue's retries), and ``faults()`` reports it.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import trio
 from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.agent.gossiper import Gossiper
 from corrosion_py.agent.syncer import Syncer
-from corrosion_py.errors import GossipKeyError
+from corrosion_py.errors import CorrosionError, GossipKeyError, StorageFault
 from corrosion_py.gossip import BroadcastConfig, Broadcaster, Peer
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
@@ -67,7 +70,7 @@ from corrosion_py.wire.framing import FrameReader
 from corrosion_py.wire.keyring import Keyring
 from corrosion_py.wire.swim import SWIM_TAGS, Addr, format_addr, is_loopback, parse_addr
 
-log = logging.getLogger("corrosion_py.agent")
+log = logging.getLogger(__name__)
 
 ARRIVALS_KEPT = 100_000
 MAX_HANDSHAKES = 64
@@ -102,6 +105,11 @@ class AgentConfig:
     swim: SwimConfig = LAN
     broadcast: BroadcastConfig = attrs.Factory(BroadcastConfig)
     sync_interval: tuple[float, float] = (1.0, 15.0)
+    sync_idle_timeout: float = 10.0
+    """A peer's sync session that asks for nothing this long loses its slot (shorter than a
+    sync interval; longer than a client's handshakes with its slowest peer)."""
+    integrity_check_timeout: float | None = 60.0
+    """``PRAGMA quick_check`` of the database at start, at most this long (None: skipped)."""
     apply_queue_len: int = 20_000
     """Changesets waiting for apply; broadcast overflow drops the oldest (sync repairs)."""
     save_members_interval: float = 10.0
@@ -224,7 +232,13 @@ class Agent:
             blocked=lambda addr: (endpoint.addr, addr) in endpoint.faults.blocked,
             security=self.security,
         )
-        self.sync_server = SyncServer(store, config.cluster_id, push_pull=self._serve_push_pull)
+        self.sync_server = SyncServer(
+            store,
+            config.cluster_id,
+            is_member=self._is_member,
+            idle_timeout=config.sync_idle_timeout,
+            push_pull=self._serve_push_pull,
+        )
         subs_path = config.subscriptions_path or config.db_path.with_name(
             config.db_path.name + ".subs.db"
         )
@@ -246,10 +260,20 @@ class Agent:
     async def open(cls, config: AgentConfig) -> AsyncIterator[Agent]:
         """Start a node; on exit (or cancellation) leave the cluster and close the database.
 
-        Raises `DatabaseInUse` when another process runs a node on the same database."""
+        Raises `DatabaseInUse` when another process runs a node on the same database, and
+        `UnusableDatabase` for a database file it cannot trust (nothing changed); a start error
+        of ours is raised as itself, not inside an exception group."""
         with db_lock.hold(config.db_path):
-            async with cls._open_locked(config) as agent:
-                yield agent
+            started = False
+            try:
+                async with cls._open_locked(config) as agent:
+                    started = True
+                    yield agent
+            except BaseExceptionGroup as group:
+                leaves = _leaves(group)
+                if started or len(leaves) != 1 or not isinstance(leaves[0], CorrosionError):
+                    raise
+                raise leaves[0] from None
 
     @classmethod
     @asynccontextmanager
@@ -268,6 +292,7 @@ class Agent:
                     schema_paths=config.schema_paths,
                     chunk_budget=budget,
                     tx_timeout=config.sql_tx_timeout,
+                    integrity_check_timeout=config.integrity_check_timeout,
                 )
             )
             try:
@@ -459,6 +484,34 @@ class Agent:
     def alive_members(self) -> list[MemberInfo]:
         return [m for m in self.membership.members() if m.state is MemberState.ALIVE]
 
+    def faults(self) -> list[dict[str, Any]]:
+        """What keeps this node from doing its job now, for health: storage faults (writes
+        failing or stopped) and a sync that keeps failing. Each is ``kind``, ``since`` (seconds
+        since the epoch), ``failures`` (writes or rounds failed) and a readable ``message``."""
+        out = [
+            {"kind": f.kind, "since": f.since, "failures": f.failures,
+             "message": f.describe(self.store.path)}
+            for f in self.store.faults.current()
+        ]  # fmt: skip
+        syncer = self.syncer
+        trouble = syncer.trouble(time.time())
+        if trouble is not None:
+            out.append({
+                "kind": "cannot_sync", "since": syncer.unsynced_since,
+                "failures": syncer.failures,
+                "message": f"cannot sync: {trouble}; versions this node has not heard of are "
+                           "not counted in gaps",
+            })  # fmt: skip
+        return out
+
+    def sync_status(self) -> dict[str, Any]:
+        """Seconds since the last sync round that worked (None: none yet) and the rounds that
+        failed in a row since (``Syncer.trouble`` says when that makes a ``cannot_sync``
+        fault)."""
+        last_ok = self.syncer.last_ok
+        ago = None if last_ok is None else round(trio.current_time() - last_ok, 3)
+        return {"last_ok_ago": ago, "failures": self.syncer.failures}
+
     def stats(self) -> dict[str, Any]:
         """Counters of every part, for health and metrics."""
         return {
@@ -535,6 +588,11 @@ class Agent:
             reader = FrameReader(1 << 20)
             await self.membership.serve_push_pull(stream, reader, [first], peer)
 
+    def _is_member(self, actor: bytes) -> bool:
+        """Whether ``actor`` may hold a sync session here: a member SWIM holds alive or suspect."""
+        member = self.membership.core.member(actor)
+        return member is not None and member.state in (MemberState.ALIVE, MemberState.SUSPECT)
+
     async def _save_members_loop(self) -> None:
         while True:
             await trio.sleep(self.config.save_members_interval)
@@ -544,6 +602,7 @@ class Agent:
             await self._save_members()
 
     async def _save_members(self) -> None:
+        """Save the member list; a storage fault skips it (the store logged and counts it)."""
         core = self.membership.core
         now = time.time_ns()
         own = MemberRecord(
@@ -553,7 +612,16 @@ class Agent:
             MemberRecord(m.actor_id, format_addr(m.addr), _STATES[m.state], m.incarnation, now)
             for m in core.members()
         ]
-        await self.store.save_members(records)
+        try:
+            await self.store.save_members(records)
+        except StorageFault as fault:
+            log.debug("member list not saved: %s", fault)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 def _addrs_or_skip(texts: Sequence[str]) -> list[Addr]:

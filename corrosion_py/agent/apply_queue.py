@@ -18,10 +18,24 @@ Rules:
   ``LAGS_KEPT`` applied changesets, for the health endpoint's p99 lag.
 - After each apply, ``on_applied`` (if set) gets the store's result (subscriptions use its
   impactful changes later).
+
+Faults degrade, never kill (the store's `StorageFault`, `ApplyInterrupted`):
+
+    applying ──disk full / I/O error / read-only──▶ retrying ──a batch commits──▶ applying
+        │                                             (what did not commit goes back to the
+        │                                              front; retries 0.1 s, doubling to 5 s)
+        └──corrupt database──▶ dropping (every batch dropped and counted; the store refuses
+                                writes until a restart on a restored file)
+
+  While retrying, the queue keeps its bounds and policy (broadcast puts drop the oldest, sync
+  puts wait), so held changesets cost bounded memory and the rest is left to sync. Any other
+  error in an apply is a bug: the batch is dropped (sync brings it again), counted in
+  ``apply_errors`` and logged with its traceback (at most once a minute), and the queue goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -30,10 +44,15 @@ import trio
 
 from corrosion_py.store.apply import ApplyResult, Item
 from corrosion_py.store.hlc import ns_from_ntp64
-from corrosion_py.store.store import Store
+from corrosion_py.store.store import ApplyInterrupted, Store
 from corrosion_py.wire import Changeset
 
+log = logging.getLogger(__name__)
+
 LAGS_KEPT = 10_000
+RETRY_FIRST = 0.1  # seconds before the first retry after a transient storage fault
+RETRY_MAX = 5.0
+ERROR_LOG_INTERVAL = 60.0  # seconds between two tracebacks of unexpected apply errors
 
 
 class ApplyQueue:
@@ -59,7 +78,9 @@ class ApplyQueue:
         self.linger = linger
         self.on_applied = on_applied
         self.stats: Counter[str] = Counter()
-        """queued, dropped_overflow, applied_changesets, batches, apply_errors."""
+        """queued, dropped_overflow, applied_changesets, batches, apply_retries (transient
+        storage faults), dropped_corrupt, apply_errors (bugs), dropped_error."""
+        self._last_error_log = -ERROR_LOG_INTERVAL
         self._items: deque[Item] = deque()
         self._not_empty = trio.lowlevel.ParkingLot()
         self._not_full = trio.lowlevel.ParkingLot()
@@ -109,8 +130,9 @@ class ApplyQueue:
             await trio.lowlevel.checkpoint()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Drain the queue into the store until cancelled."""
+        """Drain the queue into the store until cancelled (see the fault rules above)."""
         task_status.started()
+        retry = RETRY_FIRST
         while True:
             while not self._items:
                 await self._not_empty.park()
@@ -121,18 +143,57 @@ class ApplyQueue:
             self._not_full.unpark_all()
             self._idle = trio.Event()
             try:
-                result = await self.store.apply(batch)
-            except Exception:
-                # A bug or a fatal SQLite error: counted and re-raised, the agent stops.
-                self.stats["apply_errors"] += 1
-                raise
+                try:
+                    result = await self.store.apply(batch)
+                except ApplyInterrupted as fault:
+                    self._applied(batch[: len(batch) - len(fault.rest)], fault.done)
+                    if not fault.transient:
+                        self.stats["dropped_corrupt"] += len(fault.rest)
+                        continue
+                    self._requeue(fault.rest)
+                    self.stats["apply_retries"] += 1
+                    await trio.sleep(retry)
+                    retry = min(RETRY_MAX, retry * 2)
+                    continue
+                except Exception:
+                    self._apply_error(len(batch))
+                    continue
             finally:
                 self._idle.set()
-            self.stats["batches"] += 1
-            self.stats["applied_changesets"] += len(batch)
-            self._record_lags(batch)
-            if self.on_applied is not None:
-                self.on_applied(result)
+            retry = RETRY_FIRST
+            self._applied(batch, result)
+
+    def _applied(self, batch: Sequence[Item], result: ApplyResult) -> None:
+        if not batch:
+            return
+        self.stats["batches"] += 1
+        self.stats["applied_changesets"] += len(batch)
+        self._record_lags(batch)
+        if self.on_applied is not None:
+            self.on_applied(result)
+
+    def _requeue(self, items: Sequence[Item]) -> None:
+        """Put back what a fault kept from committing, oldest first; the bounds still hold (the
+        oldest go over them first, counted, as for broadcast overflow)."""
+        self._items.extendleft(reversed(items))
+        self._changes += sum(_cost(item) for item in items)
+        while len(self._items) > 1 and (
+            len(self._items) > self.max_items or self._changes > self.max_changes
+        ):
+            self._changes -= _cost(self._items.popleft())
+            self.stats["dropped_overflow"] += 1
+
+    def _apply_error(self, size: int) -> None:
+        """An apply failed for no storage reason (a bug): drop the batch, count, log."""
+        self.stats["apply_errors"] += 1
+        self.stats["dropped_error"] += size
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            log.exception(
+                "applying %d changesets failed (dropped, sync brings them again; %d errors so "
+                "far)", size, self.stats["apply_errors"],
+            )  # fmt: skip
 
     def _record_lags(self, batch: Sequence[Item]) -> None:
         now_ns = time.time_ns()

@@ -9,12 +9,20 @@ net/sync.py):
 - Candidates are the members SWIM holds alive; ``choose_peers`` prefers those whose own
   versions we miss most, then those not synced longest.
 - Changesets go to the apply queue with waiting puts (backpressure through TCP).
-- A round that fails with every peer is counted; the loop goes on.
+- A round that fails with every peer is counted; the loop goes on. ``failures`` counts the
+  rounds failed in a row. The node reports that it cannot sync (``trouble``, for health: its
+  ``gaps`` only count versions it has heard of) from ``CANNOT_SYNC_AFTER`` failed rounds in a
+  row, or when no round has worked for ``stale_after`` seconds while it had members to sync
+  with (a round can also hang, e.g. behind a full apply queue, until its 300 s bound).
+- No rounds while the store refuses writes for good (a corrupt file): what they brought could
+  not be applied. A transient fault (a full disk) does not stop them: the apply queue holds
+  what they bring, waits for room, and its retries find out when space is back.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -27,6 +35,9 @@ from corrosion_py.net.sync import SyncReport, sync_with
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
 from corrosion_py.wire.swim import Addr
+
+CANNOT_SYNC_AFTER = 3  # rounds failed in a row before the node reports it cannot sync
+STALE_AFTER = 60.0  # seconds without a round that worked (at least 4 intervals)
 
 
 class Syncer:
@@ -44,6 +55,7 @@ class Syncer:
         first_delay: float = 0.5,
         blocked: Callable[[Addr], bool] = lambda addr: False,
         security: GossipSecurity | None = None,
+        stale_after: float | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -56,9 +68,18 @@ class Syncer:
         """Peers the fault layer cuts off (tests): skipped as if unreachable."""
         self.security = security
         self.stats: Counter[str] = Counter()
-        """rounds, rounds_ok, rounds_failed, rounds_idle (nobody to sync with), changesets."""
+        """rounds, rounds_ok, rounds_failed, rounds_idle (nobody to sync with), rounds_paused
+        (corrupt store), changesets."""
         self.last_sync: dict[bytes, float] = {}
         self.last_report: SyncReport | None = None
+        self.stale_after = stale_after or max(STALE_AFTER, 4 * interval[1])
+        self.failures = 0
+        """Rounds failed in a row (0 after a round that worked)."""
+        self.unsynced_since: float | None = None
+        """Wall time since when the node had members to sync with and no round worked (None:
+        the last round worked, or there was nobody to sync with)."""
+        self.last_ok: float | None = None
+        """trio time of the last round that worked (None: none yet)."""
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sync rounds until cancelled."""
@@ -68,12 +89,38 @@ class Syncer:
             await self.round()
             await trio.sleep(jittered_interval(self.rng, *self.interval))
 
-    async def round(self) -> SyncReport | None:
-        """One round now; None when no member is alive."""
-        alive = {m.actor_id: m.addr for m in self.members() if not self.blocked(m.addr)}
-        if not alive:
-            self.stats["rounds_idle"] += 1
+    def trouble(self, now: float) -> str | None:
+        """Why this node cannot sync, or None (``now``: wall time)."""
+        if self.failures >= CANNOT_SYNC_AFTER:
+            return f"{self.failures} rounds failed in a row (last: {self.last_error()})"
+        since = self.unsynced_since
+        if since is not None and now - since > self.stale_after:
+            return f"no sync round has worked for {now - since:.0f} s"
+        return None
+
+    def last_error(self) -> str | None:
+        """The first peer error of the last failed round, with the peer's address."""
+        report = self.last_report
+        if report is None or report.ok:
             return None
+        for peer in report.peers:
+            if peer.error is not None:
+                host, port = peer.addr
+                return f"{host}:{port}: {peer.error}"
+        return None
+
+    async def round(self) -> SyncReport | None:
+        """One round now; None when no member is alive (or the store is corrupt)."""
+        if self.store.faults.corrupt:
+            self.stats["rounds_paused"] += 1
+            return None
+        alive = {m.actor_id: m.addr for m in self.members() if not self.blocked(m.addr)}
+        if not alive:  # nobody to sync with is not a failure to sync (`members` says so)
+            self.stats["rounds_idle"] += 1
+            self.failures, self.unsynced_since = 0, None
+            return None
+        if self.unsynced_since is None:
+            self.unsynced_since = time.time()
         missing = missing_versions(self.store.sync_state())
         chosen = choose_peers(list(alive), rng=self.rng, missing=missing, last_sync=self.last_sync)
         report = await sync_with(
@@ -92,6 +139,10 @@ class Syncer:
                 self.last_sync[actor] = now
         self.stats["rounds"] += 1
         self.stats["rounds_ok" if report.ok else "rounds_failed"] += 1
+        if report.ok:
+            self.failures, self.unsynced_since, self.last_ok = 0, None, now
+        else:
+            self.failures += 1
         self.stats["changesets"] += report.changesets
         self.last_report = report
         return report

@@ -1,6 +1,7 @@
 """``GET /v1/health``: is this node keeping up? (reference/corrosion.md §2.6)
 
-    {"response": {"gaps": 0, "members": 3, "p99_lag": 0.084, "queue_size": 0}}
+    {"response": {"gaps": 0, "members": 3, "p99_lag": 0.084, "queue_size": 0, "faults": [],
+                  "sync": {"last_ok_ago": 2.1, "failures": 0}}}
 
 - ``gaps``: versions this node knows exist but does not hold, over every actor, from the
   store's bookkeeping: every missing version, plus every version received only in part.
@@ -8,15 +9,21 @@
 - ``p99_lag``: 99th percentile of seconds from a remote change's timestamp to its apply here,
   over the last 120 s; null before any remote change was applied.
 - ``queue_size``: changesets waiting in the apply queue.
+- ``faults`` (ours): what stops the node from doing its job (``Agent.faults``: a full disk, a
+  corrupt database, a sync that keeps failing); the node is unhealthy while any is listed,
+  whatever the thresholds.
+- ``sync`` (ours): seconds since the last sync round that worked and the rounds failed in a row;
+  ``gaps`` only counts versions the node has heard of, so a node that cannot sync says it here.
 
 Query parameters, all optional: ``gaps`` (most missing versions allowed), ``p99_lag``
 (seconds), ``max_queue`` (most queued changesets), ``queue_size`` (high lag only counts while
 the queue is also over this), ``failure_status`` (the status of an unhealthy answer, 503 by
-default). Unhealthy when gaps > ``gaps``, or queue > ``max_queue``, or lag > ``p99_lag`` and
-(``queue_size`` unset or queue > ``queue_size``); the body is the same. When ``p99_lag`` is
-asked for but there is no lag yet, the answer is ``failure_status`` with ``{"error": "no p99
-lag information available"}`` (Corrosion's); without that parameter ``p99_lag`` is null and
-the node can still be healthy (a node nobody writes to has no lag to report).
+default). Unhealthy when there is a fault, or gaps > ``gaps``, or queue > ``max_queue``, or
+lag > ``p99_lag`` and (``queue_size`` unset or queue > ``queue_size``); the body is the same.
+When ``p99_lag`` is asked for but there is no lag yet, the answer is ``failure_status`` with
+``{"error": "no p99 lag information available"}`` (Corrosion's); without that parameter
+``p99_lag`` is null and the node can still be healthy (a node nobody writes to has no lag to
+report).
 """
 
 from __future__ import annotations
@@ -58,10 +65,12 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         members = len(agent.alive_members()) + 1
         lag = agent.p99_lag()
         queue = agent.apply_queue.depth
+        faults = agent.faults()
         if max_lag is not None and lag is None:
             return error_response(failure, NO_LAG)
         unhealthy = (
-            (max_gaps is not None and gaps > max_gaps)
+            bool(faults)
+            or (max_gaps is not None and gaps > max_gaps)
             or (max_queue is not None and queue > max_queue)
             or (
                 max_lag is not None
@@ -71,7 +80,8 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
             )
         )
         body = {"response": {"gaps": gaps, "members": members, "p99_lag": lag,
-                             "queue_size": queue}}  # fmt: skip
+                             "queue_size": queue, "faults": faults,
+                             "sync": agent.sync_status()}}  # fmt: skip
         return json_response(body, failure if unhealthy else 200)
 
     return [Route("/v1/health", health, methods=["GET"])]

@@ -2,8 +2,9 @@
 
 1. `ErrorMiddleware`: an exception no handler answered is logged with its traceback and
    answered 500 ``{"error": "internal error: <type>"}`` (no traceback in the body); if the
-   response had started, the connection is left to end. (Starlette's own error middleware would
-   re-raise to the server, which logs it again.)
+   response had started, the connection is left to end. (Starlette's own error middleware
+   would re-raise to the server, which logs it again.) A `StorageFault` (a full disk, a
+   corrupt database: the store has logged it) is answered 503 with its message instead.
 2. `AuthMiddleware`: with a token configured, every request needs
    ``Authorization: Bearer <token>`` (compared in constant time), else 401.
 3. `LimitMiddleware`: requests in progress are counted per route template and overall; over
@@ -25,6 +26,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corrosion_py.api.responses import error_response
+from corrosion_py.errors import StorageFault
 
 log = logging.getLogger("corrosion_py.api")
 
@@ -49,6 +51,9 @@ class ErrorMiddleware:
             await self.app(scope, receive, tracking_send)
         except ClientDisconnect:
             return  # the client left while sending its body: nobody to answer
+        except StorageFault as exc:
+            if not started:
+                await error_response(503, str(exc))(scope, receive, send)
         except Exception as exc:
             log.exception("error in %s %s", scope.get("method"), scope.get("path"))
             if not started:

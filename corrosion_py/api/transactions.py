@@ -10,7 +10,8 @@ this actor, broadcast to peers). The answer is Corrosion's ``ExecResponse``::
 back and is answered **400** (Corrosion says 500, but the fault is the client's SQL) in the same
 shape with ``{"error": message}`` as the only result, ``version`` null, and the message again as
 a top-level ``"error"`` (so clients that read only ``error`` see it). Every other refusal of this
-route (malformed JSON, wrong shapes, an empty list) has that shape too.
+route (malformed JSON, wrong shapes, an empty list) has that shape too; a write the node's storage
+refused (a full disk, a corrupt database: ``StorageFault``) is answered **503** in that shape.
 
 Every transaction is interrupted and rolled back once the node's ``sql_tx_timeout`` has passed
 since it was submitted (waiting for the writer included); ``timeout`` can only shorten that (0:
@@ -35,7 +36,7 @@ from corrosion_py.api.errors import ApiError
 from corrosion_py.api.inputs import read_json, timeout_param
 from corrosion_py.api.responses import json_response
 from corrosion_py.api.statements import parse_statements
-from corrosion_py.errors import StatementError
+from corrosion_py.errors import StatementError, StorageFault
 from corrosion_py.store.store import transaction_timeout
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
                 result = await agent.transaction(statements)
         except StatementError as exc:
             return exec_error(agent, 400, str(exc), time.perf_counter() - started)
+        except StorageFault as exc:  # the node's disk or file, not the request: nothing written
+            return exec_error(agent, 503, str(exc), time.perf_counter() - started)
         results = [
             {"rows_affected": max(0, n), "time": t}
             for n, t in zip(result.rows_affected, result.times, strict=True)

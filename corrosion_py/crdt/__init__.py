@@ -60,10 +60,14 @@ def site_id(conn: sqlite3.Connection) -> bytes:
 
 
 def refresh(conn: sqlite3.Connection) -> None:
-    """Forget the cached shapes of this connection's CRRs. The cache follows PRAGMA
-    schema_version, which a rolled-back schema change moves back; call this after rolling back
-    DDL outside the engine's own transactions."""
-    conn_state(conn).schema_version = -1
+    """Forget the cached shapes of this connection's CRRs and its cached site ordinals. The
+    shapes follow PRAGMA schema_version, which a rolled-back schema change moves back, and an
+    ordinal cached during a rolled-back transaction names a row that is gone: call this after
+    rolling back a transaction outside the engine's own brackets."""
+    st = conn_state(conn)
+    st.schema_version = -1
+    st.ordinals.clear()
+    st.sites.clear()
 
 
 def db_version(conn: sqlite3.Connection) -> int:

@@ -53,18 +53,23 @@ def write_scope(conn: sqlite3.Connection, st: ConnState, *, sync: bool) -> Itera
     except BaseException:
         st.depth -= 1
         st.sync_bit = saved_sync
-        if own:
-            conn.execute("ROLLBACK")
-        else:
-            conn.execute("ROLLBACK TO crdt_scope")
-            conn.execute("RELEASE crdt_scope")
-        st.ordinals.clear()
-        st.sites.clear()
-        st.schema_version = -1  # a rolled-back DDL moves PRAGMA schema_version back: re-read
-        if nested:
-            st.pending, st.seq = saved
-        else:
-            st.forget()
+        try:
+            # a full disk or an I/O error can make SQLite roll the whole transaction back
+            # itself: then there is nothing left to roll back (and no savepoint)
+            if conn.in_transaction:
+                if own:
+                    conn.execute("ROLLBACK")
+                else:
+                    conn.execute("ROLLBACK TO crdt_scope")
+                    conn.execute("RELEASE crdt_scope")
+        finally:
+            st.ordinals.clear()
+            st.sites.clear()
+            st.schema_version = -1  # a rolled-back DDL moves PRAGMA schema_version back
+            if nested:
+                st.pending, st.seq = saved
+            else:
+                st.forget()
         raise
     st.depth -= 1
     st.sync_bit = saved_sync

@@ -13,8 +13,13 @@ holding one envelope, ``wire.codec``)::
 
 - The server reads the whole hello (SyncStart, then SyncClock) before it answers, so a rejection
   never races unread bytes into a TCP reset. A hello for another cluster is answered with
-  ``SyncRejection("different_cluster")`` (in the client's cluster id, so the client can read it);
-  a hello beyond ``max_concurrent`` live sessions with ``SyncRejection("max_concurrency")``.
+  ``SyncRejection("different_cluster")`` (in the client's cluster id, so the client can read it).
+- Fair service: a session is a slot of its peer, in this order: only a member SWIM holds alive
+  or suspect gets one (``is_member``; else ``"not_member"``), at most one per peer actor at a
+  time (else ``"already_syncing"``), and at most ``max_concurrent`` in all (else
+  ``"max_concurrency"``). A peer that sends no request for ``idle_timeout`` seconds (shorter
+  than a sync interval) loses its slot: a request without needs is no activity. A rejected
+  hello moves no clock.
 - The first frame may instead be a SWIM packet (its tag is in ``wire.swim.SWIM_TAGS``): with a
   ``push_pull`` callback the connection is handed to it, unread bytes and all (the first frame is
   read exactly, nothing past it); without one it is a bad frame.
@@ -23,7 +28,8 @@ holding one envelope, ``wire.codec``)::
 - The server answers requests as they arrive (up to ``REQUESTS_PER_READ`` queued requests are
   served together), newest versions first, and sends ``SyncDone`` once the client's
   ``SyncDone`` arrived and every request is answered. Needs the server cannot fill are skipped.
-- Every step has a timeout; frames larger than ``max_frame`` are refused from their header (the
+- Every step has a timeout (``session_timeout`` bounds a whole session, however busy); frames
+  larger than ``max_frame`` are refused from their header (the
   server reads only small frames, 1 MiB by default, so its read-ahead of ``REQUEST_QUEUE``
   requests stays small; the client accepts 16 MiB changeset frames); any bad frame, timeout or
   disconnect ends that session only and is counted. Nothing a peer sends makes ``serve`` raise.
@@ -97,6 +103,8 @@ RECEIVE_SIZE = 65_536
 REJECTION_TEXT = {
     "different_cluster": "rejected: the peer belongs to a different cluster",
     "max_concurrency": "rejected: the peer already serves its maximum of concurrent syncs",
+    "not_member": "rejected: the peer does not hold this node as a live member (yet)",
+    "already_syncing": "rejected: the peer is already serving this node a sync session",
 }
 
 
@@ -214,9 +222,12 @@ class ServerStats:
     active: int = 0
     rejected_cluster: int = 0
     rejected_busy: int = 0
+    rejected_not_member: int = 0
+    rejected_duplicate: int = 0  # a second session of a peer that has one
     handed_to_push_pull: int = 0
     bad_frames: int = 0
-    timeouts: int = 0
+    timeouts: int = 0  # idle peers included
+    empty_requests: int = 0
     disconnects: int = 0
     internal_errors: int = 0
     clock_drift: int = 0
@@ -226,31 +237,36 @@ class ServerStats:
 
 
 class SyncServer:
-    """Answers sync sessions; ``serve`` is the handler for ``trio.serve_tcp``."""
+    """Answers sync sessions; ``serve`` is the handler for ``trio.serve_tcp``.
+
+    ``is_member(actor)`` says whether an actor may hold a session (the agent asks SWIM)."""
 
     def __init__(
         self,
         store: Store,
         cluster_id: int,
         *,
+        is_member: Callable[[bytes], bool],
         max_concurrent: int = 3,
         push_pull: PushPull | None = None,
         hello_timeout: float = 5.0,
-        request_timeout: float = 30.0,
+        idle_timeout: float = 10.0,
         send_timeout: float = 10.0,
         session_timeout: float = 300.0,
         max_frame: int = MAX_REQUEST_FRAME,
     ) -> None:
         self.store = store
         self.cluster_id = cluster_id
+        self.is_member = is_member
         self.max_concurrent = max_concurrent
         self.push_pull = push_pull
         self.hello_timeout = hello_timeout
-        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
         self.send_timeout = send_timeout
         self.session_timeout = session_timeout
         self.max_frame = max_frame
         self.stats = ServerStats()
+        self._serving: set[bytes] = set()  # the peers holding a session now
 
     async def serve(self, stream: trio.abc.Stream) -> None:
         """One connection, start to end. Never raises (but for cancellation)."""
@@ -310,10 +326,12 @@ class SyncServer:
             reject = SyncRejection("different_cluster")
             await framed.send([reject], self.send_timeout, cluster_id=hello.cluster_id)
             return
-        if self.stats.active >= self.max_concurrent:
-            self.stats.rejected_busy += 1
-            await framed.send([SyncRejection("max_concurrency")], self.send_timeout)
+        refusal = self._admit(hello.message.actor_id)
+        if refusal is not None:
+            await framed.send([refusal], self.send_timeout)
             return
+        peer = hello.message.actor_id
+        self._serving.add(peer)
         self.stats.active += 1
         try:
             if not _observe_clock(self.store, clock.ts):
@@ -326,6 +344,20 @@ class SyncServer:
             self.stats.completed += 1
         finally:
             self.stats.active -= 1
+            self._serving.discard(peer)
+
+    def _admit(self, actor: bytes) -> SyncRejection | None:
+        """Whether ``actor`` may have a session now: None, or the rejection to send."""
+        if actor == self.store.actor_id or not self.is_member(actor):
+            self.stats.rejected_not_member += 1
+            return SyncRejection("not_member")
+        if actor in self._serving:
+            self.stats.rejected_duplicate += 1
+            return SyncRejection("already_syncing")
+        if len(self._serving) >= self.max_concurrent:
+            self.stats.rejected_busy += 1
+            return SyncRejection("max_concurrency")
+        return None
 
     async def _answer(self, framed: _Framed) -> None:
         """Serve requests as they arrive until the client's SyncDone, then send ours."""
@@ -333,17 +365,24 @@ class SyncServer:
 
         async def read_requests() -> None:
             async with send_requests:
+                idle_until = trio.current_time() + self.idle_timeout
                 while True:
-                    try:
-                        msg = await framed.receive(self.request_timeout, "a request")
-                    except UnknownMessageError:
-                        self.stats.unknown_messages += 1
-                        continue
+                    msg: Message | None = None
+                    with trio.move_on_at(idle_until):
+                        msg = await self._next_message(framed)
+                    if msg is None:
+                        raise SyncSessionError(
+                            f"timed out: no request for {self.idle_timeout:g} s (idle peer)"
+                        )
                     if isinstance(msg, SyncDone):
                         return
                     if not isinstance(msg, SyncRequest):
                         raise DecodeError(f"expected SyncRequest, got {type(msg).__name__}")
+                    if not any(needs for _, needs in msg.needs):
+                        self.stats.empty_requests += 1  # no work asked: not activity
+                        continue
                     await send_requests.send(msg)
+                    idle_until = trio.current_time() + self.idle_timeout  # (our wait excluded)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_requests)
@@ -357,6 +396,14 @@ class SyncServer:
                             break
                     await self._stream(framed, batch)
         await framed.send([SyncDone()], self.send_timeout)
+
+    async def _next_message(self, framed: _Framed) -> Message:
+        """The client's next message of a known type (unknown ones are counted and skipped)."""
+        while True:
+            try:
+                return await framed.receive(self.session_timeout, "a request")
+            except UnknownMessageError:
+                self.stats.unknown_messages += 1
 
     async def _stream(self, framed: _Framed, batch: list[SyncRequest]) -> None:
         needs: dict[bytes, list[Need]] = {}

@@ -28,6 +28,7 @@ from corrosion_py import crdt
 from corrosion_py.crdt import Change
 from corrosion_py.errors import CorrosionError
 from corrosion_py.store.bookkeeping import BookedVersions, persist
+from corrosion_py.store.faults import classify
 from corrosion_py.store.ranges import Range
 from corrosion_py.wire.messages import Changeset, EmptyChangeset
 
@@ -198,12 +199,16 @@ class Applier:
             return
         try:
             merged = crdt.merge_changes(self.conn, [ch for p in self.pending for ch in p.changes])
-        except (CorrosionError, sqlite3.Error):
+        except (CorrosionError, sqlite3.Error) as exc:
+            if classify(exc) is not None:
+                raise  # the file failed (disk full, corrupt), not the changesets: stop the batch
             for pending in self.pending:  # isolate the changesets that fail
                 try:
                     one = crdt.merge_changes(self.conn, pending.changes)
-                except (CorrosionError, sqlite3.Error) as exc:
-                    self._quarantine(pending, f"{type(exc).__name__}: {exc}")
+                except (CorrosionError, sqlite3.Error) as err:
+                    if classify(err) is not None:
+                        raise
+                    self._quarantine(pending, f"{type(err).__name__}: {err}")
                 else:
                     self._done(pending, one)
         else:

@@ -26,14 +26,16 @@ import trio
 from corrosion_py import crdt
 from corrosion_py.crdt import Change
 from corrosion_py.crdt.state import ENGINE_DDL, conn_state, has_engine_tables
-from corrosion_py.errors import QueryError, StatementError
+from corrosion_py.errors import QueryError, StatementError, StorageFault, UnusableDatabase
 from corrosion_py.store import bookkeeping, members
 from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
 from corrosion_py.store.apply import Applier, ApplyResult, Item, take_quarantined
 from corrosion_py.store.bookkeeping import BookedVersions
 from corrosion_py.store.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
+from corrosion_py.store.faults import FaultState, classify
 from corrosion_py.store.guard import Guard, bad_text_in_version, decode_problem, text_problem
 from corrosion_py.store.hlc import HLC, ClockDriftError
+from corrosion_py.store.integrity import check_file, quick_check, refusal
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.schema import SchemaResult, apply_schema, apply_schema_statements
 from corrosion_py.store.sync import Need, Server, compute_needs, sync_state
@@ -188,8 +190,22 @@ def _seed_site_id(conn: sqlite3.Connection, site_id: bytes) -> None:
     conn.execute("COMMIT")
 
 
+class ApplyInterrupted(StorageFault):
+    """A storage fault stopped `Store.apply` part-way: the items before ``rest`` committed (their
+    result is ``done``), ``rest`` was not applied (retry it later, or leave it to sync)."""
+
+    def __init__(self, fault: StorageFault, done: ApplyResult, rest: list[Item]) -> None:
+        super().__init__(fault.kind, fault.path, fault.detail)
+        self.done = done
+        self.rest = rest
+
+
 class Store:
-    """A node's database. Open with `Store.open`; close with `close` (or use as a context)."""
+    """A node's database. Open with `Store.open`; close with `close` (or use as a context).
+
+    Every write transaction runs in `_writing`: a storage fault (disk full, I/O error, corrupt
+    file; `store.faults`) rolls it back and raises `StorageFault` instead of SQLite's error,
+    the node's fault state records it for health, and a corrupt file refuses later writes."""
 
     def __init__(
         self,
@@ -206,6 +222,7 @@ class Store:
         self.tx_timeout = tx_timeout or None
         """Seconds after which every local transaction is interrupted and rolled back, waiting
         for the writer included (None: no bound; `transaction_timeout` may shorten it)."""
+        self.faults = FaultState(path)
         self.clock = clock
         """Physical time in ns since the epoch, for HLC timestamps (a simulator passes its
         virtual clock, so runs are reproducible)."""
@@ -243,6 +260,7 @@ class Store:
         clock: Callable[[], int] = time.time_ns,
         site_id: bytes | None = None,
         tx_timeout: float | None = None,
+        integrity_check_timeout: float | None = None,
     ) -> Store:
         """Open (creating if needed) a store; apply the schema files when given.
 
@@ -251,18 +269,35 @@ class Store:
         database is created now, and is ignored when it exists already (its id is persisted).
         Both exist so a simulator can make runs reproducible. ``tx_timeout`` bounds every local
         transaction (seconds; None for no bound).
+
+        A file that cannot be this node's database (empty, not SQLite, truncated, corrupt) is
+        refused with `UnusableDatabase` before anything is written (`store.integrity`);
+        ``integrity_check_timeout`` (seconds) runs ``PRAGMA quick_check`` first, None skips it.
         """
         if site_id is not None and len(site_id) != 16:
             raise ValueError("a site id is 16 bytes")
         path = Path(path)
-        writer = connect(path)
-        if site_id is not None:
-            _seed_site_id(writer, site_id)
-        crdt.init(writer)
-        writer.execute("BEGIN IMMEDIATE")
-        for ddl in STORE_SCHEMA:
-            writer.execute(ddl)
-        writer.execute("COMMIT")
+        check_file(path)
+        try:
+            writer = connect(path)
+        except sqlite3.Error as exc:
+            raise UnusableDatabase(path, refusal(exc)) from exc
+        try:
+            if integrity_check_timeout is not None:
+                quick_check(writer, path, integrity_check_timeout)
+            if site_id is not None:
+                _seed_site_id(writer, site_id)
+            crdt.init(writer)
+            writer.execute("BEGIN IMMEDIATE")
+            for ddl in STORE_SCHEMA:
+                writer.execute(ddl)
+            writer.execute("COMMIT")
+        except sqlite3.Error as exc:
+            writer.close()
+            raise UnusableDatabase(path, refusal(exc)) from exc
+        except BaseException:
+            writer.close()
+            raise
         store = cls(
             path,
             writer,
@@ -273,7 +308,11 @@ class Store:
             tx_timeout=tx_timeout,
         )
         if schema_paths:
-            store.apply_schema_sync(schema_paths)
+            try:
+                store.apply_schema_sync(schema_paths)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     def close(self) -> None:
@@ -291,6 +330,35 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def _writing(self, *, clears: bool = True) -> Iterator[sqlite3.Connection]:
+        """The writer connection, under the write lock, for one write transaction. Refused at
+        once while the file is corrupt. On any error the transaction is rolled back (SQLite may
+        have done it already); a storage fault is recorded and raised as `StorageFault`. A block
+        that ends normally ends a transient fault (it committed), unless ``clears`` is False: a
+        small routine write can fit in a nearly full disk (or in the log's old space) where
+        the changes that failed still cannot."""
+        with self._write_lock:
+            self.faults.check_writable()
+            conn = self._writer
+            try:
+                yield conn
+            except BaseException as exc:
+                try:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    if classify(exc) is None:
+                        raise
+                finally:
+                    crdt.refresh(conn)  # the engine may have cached rows that were rolled back
+                fault = self.faults.failed(exc, self.clock() / 1e9)
+                if fault is not None:
+                    raise fault from exc
+                raise
+            if clears:
+                self.faults.succeeded(self.clock() / 1e9)
 
     # -- reading ------------------------------------------------------------------------------
     def reader(self) -> sqlite3.Connection:
@@ -333,8 +401,8 @@ class Store:
 
     # -- schema -------------------------------------------------------------------------------
     def apply_schema_sync(self, paths: Sequence[str | Path]) -> SchemaResult:
-        with self._write_lock:
-            result = apply_schema(self._writer, paths)
+        with self._writing() as conn:
+            result = apply_schema(conn, paths)
         if result.changed:
             self.retry_quarantined_sync()
         return result
@@ -349,8 +417,8 @@ class Store:
     ) -> SchemaResult:
         """Apply schema statements given as text on top of the schema recorded in the database
         (`schema.apply_schema_statements`: same rules, one transaction)."""
-        with self._write_lock:
-            result = apply_schema_statements(self._writer, statements, source)
+        with self._writing() as conn:
+            result = apply_schema_statements(conn, statements, source)
         if result.changed:
             self.retry_quarantined_sync()
         return result
@@ -399,31 +467,30 @@ class Store:
 
     def _run_group(self, group: Sequence[_TxRequest]) -> None:
         """One SQLite transaction for a group of local transactions (on a worker thread)."""
-        conn = self._writer
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+        try:
+            with self._writing() as conn:
+                conn.execute("BEGIN IMMEDIATE")
                 for request in group:
                     try:
                         request.result = self._run_one(request)
                     except StatementError as exc:
+                        if classify(exc) is not None:
+                            raise  # the file failed, not the statement: the whole group fails
                         request.error = exc
                 conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                for request in group:
-                    request.result, request.error = None, exc
-                    request.done = True
-                raise
-            with self._bookie_lock:
-                old = self.bookie.get(self.actor_id)
-                booked = old.copy() if old is not None else BookedVersions()
-                for request in group:
-                    request.done = True
-                    if request.result is not None and request.result.version is not None:
-                        booked.record(request.result.version, request.result.version)
-                self.bookie[self.actor_id] = booked
+                with self._bookie_lock:
+                    old = self.bookie.get(self.actor_id)
+                    booked = old.copy() if old is not None else BookedVersions()
+                    for request in group:
+                        request.done = True
+                        if request.result is not None and request.result.version is not None:
+                            booked.record(request.result.version, request.result.version)
+                    self.bookie[self.actor_id] = booked
+        except BaseException as exc:
+            for request in group:
+                request.result, request.error = None, exc
+                request.done = True
+            raise
 
     def _run_one(self, request: _TxRequest) -> TxResult:
         """One local transaction inside the group's SQLite transaction (a savepoint). User
@@ -529,31 +596,33 @@ class Store:
                 except ClockDriftError:  # a peer's bad clock is counted, never stops an apply
                     self.clock_drift_rejections += 1
         batch: list[Item] = []
-        cost = 0
+        cost = done = 0
         for item in items:
             batch.append(item)
             cost += len(item.changes) if isinstance(item, Changeset) else 1
             if cost >= self.batch_cost:
-                result.extend(self._apply_batch(batch))
-                batch, cost = [], 0
+                self._apply_part(batch, result, items[done:])
+                done, batch, cost = done + len(batch), [], 0
         if batch:
-            result.extend(self._apply_batch(batch))
+            self._apply_part(batch, result, items[done:])
         return result
 
+    def _apply_part(self, batch: list[Item], result: ApplyResult, rest: Sequence[Item]) -> None:
+        try:
+            result.extend(self._apply_batch(batch))
+        except StorageFault as fault:
+            raise ApplyInterrupted(fault, result, list(rest)) from fault
+
     async def apply(self, items: Sequence[Item]) -> ApplyResult:
+        """`apply_sync` on a worker thread (raises `ApplyInterrupted` on a storage fault)."""
         return await trio.to_thread.run_sync(self.apply_sync, items, limiter=self.write_limiter)
 
     def _apply_batch(self, batch: Sequence[Item]) -> ApplyResult:
-        conn = self._writer
         started = time.perf_counter()
-        with self._write_lock:
+        with self._writing() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                applier = Applier(conn, self.actor_id, self.bookie_snapshot())
-                result = applier.apply(batch)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            applier = Applier(conn, self.actor_id, self.bookie_snapshot())
+            result = applier.apply(batch)
             conn.execute("COMMIT")
             with self._bookie_lock:  # published only once committed
                 self.bookie.update(applier.work)
@@ -567,8 +636,7 @@ class Store:
 
     def retry_quarantined_sync(self) -> ApplyResult:
         """Re-apply every quarantined changeset (after a schema change)."""
-        with self._write_lock:
-            conn = self._writer
+        with self._writing() as conn:
             conn.execute("BEGIN IMMEDIATE")
             items = take_quarantined(conn)
             conn.execute("COMMIT")
@@ -585,14 +653,10 @@ class Store:
 
     # -- membership ---------------------------------------------------------------------------
     def save_members_sync(self, records: Sequence[MemberRecord]) -> None:
-        with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                members.save(self._writer, records)
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
+        with self._writing(clears=False) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            members.save(conn, records)
+            conn.execute("COMMIT")
 
     async def save_members(self, records: Sequence[MemberRecord]) -> None:
         await trio.to_thread.run_sync(self.save_members_sync, records, limiter=self.write_limiter)

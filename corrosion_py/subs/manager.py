@@ -378,7 +378,10 @@ class SubscriptionManager:
         self._watch(sub.plan.tables, -1)
         sub._close(reason)
         assert self._storage is not None
-        await self._thread(self._storage.delete, sub.id)
+        try:
+            await self._thread(self._storage.delete, sub.id)
+        except sqlite3.Error as exc:  # (a full disk): a restart restores it, to be dropped again
+            log.warning("subscription %s not removed from its file: %s", sub.id, exc)
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -443,9 +446,15 @@ class SubscriptionManager:
                 results.append((sub, f"subscription query failed: {decode_problem(exc) or exc}"))
                 continue
             results.append((sub, changes))
-        self._storage.record(
-            (sub.id, sub.matcher, r) for sub, r in results if not isinstance(r, str)
-        )
+        try:
+            self._storage.record(
+                (sub.id, sub.matcher, r) for sub, r in results if not isinstance(r, str)
+            )
+        except sqlite3.Error as exc:
+            # a full disk, an I/O error: the file would lag what listeners see, so the
+            # subscriptions that changed end (clients subscribe again) and the agent goes on
+            reason = f"subscription storage failed: {exc}"
+            results = [(sub, r if isinstance(r, str) or not r else reason) for sub, r in results]
         return results
 
     def _publish(self, results: Sequence[tuple[Subscription, list[RowChange] | str]]) -> None:

@@ -119,9 +119,16 @@ class SyncClock:
     ts: int
 
 
-RejectionReason: TypeAlias = Literal["different_cluster", "max_concurrency"]
-REJECTION_REASONS: tuple[RejectionReason, ...] = ("different_cluster", "max_concurrency")
-"""The reasons in wire order: a reason travels as its index here."""
+RejectionReason: TypeAlias = Literal[
+    "different_cluster", "max_concurrency", "not_member", "already_syncing"
+]
+REJECTION_REASONS: tuple[RejectionReason, ...] = (
+    "different_cluster",
+    "max_concurrency",
+    "not_member",
+    "already_syncing",
+)
+"""The reasons in wire order: a reason travels as its index here (new ones go at the end)."""
 
 
 @attrs.frozen

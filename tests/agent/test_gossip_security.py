@@ -137,7 +137,7 @@ async def test_replayed_datagrams_have_no_effect_and_are_counted(tmp_path: Path)
             assert await rows(agent) == []  # the deleted rows stay deleted
 
 
-async def test_strangers_get_nothing_from_sync_and_the_server_does_no_work(
+async def test_strangers_get_nothing_from_sync_and_a_keyed_non_member_is_refused(
     tmp_path: Path,
 ) -> None:
     async with keyed_cluster(tmp_path, 2) as agents:
@@ -164,10 +164,13 @@ async def test_strangers_get_nothing_from_sync_and_the_server_does_no_work(
             assert server.sync_server.stats.connections == connections  # never reached
             streams = security(server).streams
             assert streams["failed_plaintext"] >= 1 and streams["failed_unknown_key"] >= 1
-            # the same stranger with the cluster's key gets the rows: the test could fail
+            # the same stranger with the cluster's key gets through to the sync server (the test
+            # could fail), which then refuses it as no member of the cluster
             right = GossipSecurity(Keyring.of([K1]), CLUSTER)
-            ok = await sync_with(store, CLUSTER, [addr], deliver, rng=rng, security=right)
-            assert ok.ok and len(got) >= 3
+            keyed = await sync_with(store, CLUSTER, [addr], deliver, rng=rng, security=right)
+            assert server.sync_server.stats.connections == connections + 1
+            assert server.sync_server.stats.rejected_not_member == 1
+            assert not keyed.ok and got == []
         finally:
             store.close()
 

@@ -42,8 +42,9 @@ async def test_health_golden_and_thresholds(tmp_path: Path) -> None:
             assert r.status_code == 200
             assert r.headers["content-type"] == "application/json"
             assert r.json() == {
-                "response": {"gaps": 0, "members": 1, "p99_lag": None, "queue_size": 0}
-            }
+                "response": {"gaps": 0, "members": 1, "p99_lag": None, "queue_size": 0,
+                             "faults": [], "sync": {"last_ok_ago": None, "failures": 0}}
+            }  # fmt: skip
             # a lag threshold before any remote change: no information, unhealthy
             r = await client.get("/v1/health?p99_lag=1")
             assert r.status_code == 503
@@ -56,7 +57,7 @@ async def test_health_golden_and_thresholds(tmp_path: Path) -> None:
             r = await client.get("/v1/health")
             assert r.status_code == 200
             body = r.json()["response"]
-            assert set(body) == {"gaps", "members", "p99_lag", "queue_size"}
+            assert set(body) == {"gaps", "members", "p99_lag", "queue_size", "faults", "sync"}
             assert body["gaps"] == 4 and body["members"] == 1 and body["queue_size"] == 0
             lag = body["p99_lag"]
             assert type(lag) is float and 0.05 <= lag < HANG

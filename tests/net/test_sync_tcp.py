@@ -58,6 +58,7 @@ async def start(
 
 
 async def serve(nursery: trio.Nursery, store: Store, **kwargs: object) -> tuple[Addr, SyncServer]:
+    kwargs.setdefault("is_member", lambda actor: True)
     server = SyncServer(store, kwargs.pop("cluster_id", CLUSTER), **kwargs)  # type: ignore[arg-type]
     return await start(nursery, server.serve), server
 

@@ -166,7 +166,7 @@ BAD = {
     "request bad actor": raw(schema.SYNC_REQUEST, [[b"x", []]]),
     "start bad actor": raw(schema.SYNC_START, b""),
     "clock negative": raw(schema.SYNC_CLOCK, -5),
-    "rejection unknown code": raw(schema.SYNC_REJECTION, 2),
+    "rejection unknown code": raw(schema.SYNC_REJECTION, len(wire.REJECTION_REASONS)),
     "rejection text": raw(schema.SYNC_REJECTION, "max_concurrency"),
     "done with field": raw(schema.SYNC_DONE, 0),
 }
