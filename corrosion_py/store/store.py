@@ -25,7 +25,7 @@ import trio
 from corrosion_py import crdt
 from corrosion_py.crdt import Change
 from corrosion_py.crdt.state import ENGINE_DDL, has_engine_tables
-from corrosion_py.errors import StatementError
+from corrosion_py.errors import ClockLimitError, StatementError
 from corrosion_py.store import bookkeeping, members
 from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
 from corrosion_py.store.apply import Applier, ApplyResult, Item, take_quarantined
@@ -370,6 +370,9 @@ class Store:
                         request.result = self._run_one(request)
                     except StatementError as exc:
                         request.error = exc
+                    except ClockLimitError as exc:  # its version would pass MAX_CLOCK
+                        sql, _ = _split(request.statements[-1])
+                        request.error = StatementError(len(request.statements) - 1, sql, str(exc))
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
