@@ -10,12 +10,15 @@ net/sync.py):
   versions we miss most, then those not synced longest.
 - Changesets go to the apply queue with waiting puts (backpressure through TCP).
 - A round that fails with every peer is counted; the loop goes on.
+- The actors a member's sync state advertises are remembered (``learnt``, at most
+  ``LEARNT_ACTORS``, the least recently advertised forgotten first): with the members, they are
+  the actors whose missing versions health counts.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 
 import trio
@@ -25,7 +28,10 @@ from corrosion_py.gossip import choose_peers, jittered_interval, missing_version
 from corrosion_py.net.sync import SyncReport, sync_with
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
+from corrosion_py.wire.messages import SyncState
 from corrosion_py.wire.swim import Addr
+
+LEARNT_ACTORS = 65_536
 
 
 class Syncer:
@@ -56,6 +62,8 @@ class Syncer:
         """rounds, rounds_ok, rounds_failed, rounds_idle (nobody to sync with), changesets."""
         self.last_sync: dict[bytes, float] = {}
         self.last_report: SyncReport | None = None
+        self.learnt: OrderedDict[bytes, None] = OrderedDict()
+        """Actors advertised by a member we synced with, most recent last (bounded)."""
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sync rounds until cancelled."""
@@ -74,7 +82,12 @@ class Syncer:
         missing = missing_versions(self.store.sync_state())
         chosen = choose_peers(list(alive), rng=self.rng, missing=missing, last_sync=self.last_sync)
         report = await sync_with(
-            self.store, self.cluster_id, [alive[a] for a in chosen], self.queue.put, rng=self.rng
+            self.store,
+            self.cluster_id,
+            [alive[a] for a in chosen],
+            self.queue.put,
+            rng=self.rng,
+            learn=self._learn,
         )
         now = trio.current_time()
         by_addr = report.by_addr()
@@ -87,3 +100,10 @@ class Syncer:
         self.stats["changesets"] += report.changesets
         self.last_report = report
         return report
+
+    def _learn(self, state: SyncState) -> None:
+        for actor in state.heads:
+            self.learnt[actor] = None
+            self.learnt.move_to_end(actor)
+        while len(self.learnt) > LEARNT_ACTORS:
+            self.learnt.popitem(last=False)
