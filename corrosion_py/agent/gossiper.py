@@ -108,13 +108,17 @@ class Gossiper:
             self.stats["dropped_unknown"] += 1
             return
         bookie = self.store.bookie_snapshot()
-        refusal = broadcast_refusal(
-            item, own_actor=self.store.actor_id, bookie=bookie, is_member=self.is_member
+        known = is_known(bookie, item)  # e.g. our own changesets relayed back: duplicates
+        refusal = (
+            None
+            if known
+            else broadcast_refusal(
+                item, own_actor=self.store.actor_id, bookie=bookie, is_member=self.is_member
+            )
         )
         if refusal is not None:
             self.stats[f"refused_{refusal}"] += 1
             return
-        known = is_known(bookie, item)
         if self.broadcaster.received(trio.current_time(), piece_key(item), data, known):
             self.stats["new"] += 1
             self.queue.put_nowait([item])

@@ -4,7 +4,9 @@ Everything that decides whether a received claim is believed at the door lives i
 (the store's apply rules check again what they can: own actor, version jumps, partial bounds;
 docs/limits.md lists every bound). A refusal is a reason string the host counts.
 
-Broadcast (``broadcast_refusal``), for a datagram that decoded:
+Broadcast (``broadcast_refusal``), for a datagram that decoded and that the bookkeeping does not
+already hold (a known piece, such as our own changeset relayed back, is a duplicate, not a
+refusal):
 
 - **Own actor** ("own_actor"): a node is the only authority on its own versions. Nothing about
   them is believed, nor relayed (a relayed forgery about our future versions would make peers

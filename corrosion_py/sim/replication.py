@@ -533,13 +533,17 @@ class ReplicationSim:
             return
         now = self.scheduler.now
         bookie = store.bookie_snapshot()
-        refusal = broadcast_refusal(
-            item, own_actor=store.actor_id, bookie=bookie, is_member=self._by_actor.__contains__
+        known = is_known(bookie, item)
+        refusal = (
+            None
+            if known
+            else broadcast_refusal(
+                item, own_actor=store.actor_id, bookie=bookie, is_member=self._by_actor.__contains__
+            )
         )
         if refusal is not None:
             self.stats[f"bcast_refused_{refusal}"] += 1
             return
-        known = is_known(bookie, item)
         if bcast.received(now, piece_key(item), data, known):
             self._enqueue(dst, [item])
             self._arm(dst)
