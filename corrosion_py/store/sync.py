@@ -40,10 +40,20 @@ Need = NeedFull | NeedPartial
 
 
 def sync_state(actor_id: bytes, bookie: dict[bytes, BookedVersions]) -> SyncState:
-    heads = {actor: b.max for actor, b in bookie.items() if b.max > 0}
-    need = {actor: tuple(b.gaps) for actor, b in bookie.items() if b.gaps}
+    """What we advertise. Bookkeeping written before the limits existed may hold versions past
+    MAX_CLOCK; they are cut there, so the state stays one every peer decodes."""
+    heads = {actor: min(b.max, MAX_CLOCK) for actor, b in bookie.items() if b.max > 0}
+    need = {
+        actor: tuple(b.gaps.intersection(1, MAX_CLOCK))
+        for actor, b in bookie.items()
+        if b.gaps.overlaps(1, MAX_CLOCK)
+    }
     partial_need = {
-        actor: {v: tuple(p.missing()) for v, p in b.partials.items()}
+        actor: {
+            v: tuple(p.seqs.missing(0, min(p.last_seq, MAX_CLOCK)))
+            for v, p in b.partials.items()
+            if v <= MAX_CLOCK
+        }
         for actor, b in bookie.items()
         if b.partials
     }

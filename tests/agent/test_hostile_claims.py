@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
@@ -27,6 +28,7 @@ from corrosion_py.gossip.sync import MAX_ROUND_NEEDS
 from corrosion_py.net.sync import MAX_STATE_FRAME, sync_with
 from corrosion_py.store.apply import MAX_QUARANTINE_ROWS
 from corrosion_py.store.bookkeeping import MAX_VERSION_JUMP
+from corrosion_py.store.hlc import ns_from_ntp64
 from corrosion_py.store.sync import MAX_SESSION_NEEDS
 from corrosion_py.swim import LOCAL
 from corrosion_py.wire.codec import decode, encode
@@ -311,6 +313,10 @@ async def test_bit_flipped_datagrams_make_no_fake_actors_and_no_absurd_lag(
             lag = t.p99_lag()
             assert lag is None or 0.0 <= lag <= 3_600.0
         assert all(t.apply_queue.stats["lag_ignored"] >= 10 for t in (b, c))
+        for t in (b, c):  # the far-future timestamps did not drag the clock along
+            assert t.store.clock_drift_rejections >= 5
+            ahead = ns_from_ntp64(t.store.hlc.now(time.time_ns())) - time.time_ns()
+            assert ahead < 2 * 10**9
         assert c.api_addr is not None
         async with httpx.AsyncClient(base_url=f"http://{c.api_addr[0]}:{c.api_addr[1]}") as http:
             body = (await http.get("/v1/health")).json()["response"]

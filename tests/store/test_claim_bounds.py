@@ -5,6 +5,7 @@ the versions that exist, never the width of a requested range."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from corrosion_py.store.apply import MAX_QUARANTINE_ROWS
 from corrosion_py.store.bookkeeping import MAX_PARTIAL_VERSIONS, MAX_VERSION_JUMP
 from corrosion_py.store.store import Store
 from corrosion_py.store.sync import MAX_SESSION_NEEDS, Served, compute_needs
+from corrosion_py.wire.codec import decode, encode
 from corrosion_py.wire.messages import (
     Changeset,
     EmptyChangeset,
@@ -286,3 +288,32 @@ def test_a_session_is_served_each_version_once(open_store: OpenStore) -> None:
     assert sorted(i.version for i in items if isinstance(i, Changeset)) == [1, 2, 3, 4, 5]
     assert list(a.serve_sync({a.actor_id: [NeedFull((2, 4))]}, served=served)) == []
     assert MAX_SESSION_NEEDS >= 1_024  # a client's whole round fits in one session
+
+
+def test_bookkeeping_from_before_the_limits_is_advertised_within_them(
+    open_store: OpenStore,
+) -> None:
+    """A database written before the limits may hold a version of 2**63 - 1 (the measured
+    bug). Its sync state is cut at MAX_CLOCK, so peers still decode it and sync goes on."""
+    a, b = open_store("a"), open_store("b")
+    write(a, 1)
+    junk = bytes(range(16))
+    path = b.path
+    b.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    with conn:
+        conn.execute("INSERT INTO crsql_db_versions VALUES (?, ?)", (junk, 2**63 - 1))
+        conn.execute(
+            'INSERT INTO __corro_bookkeeping_gaps (actor_id, start, "end") VALUES (?, ?, ?)',
+            (junk, 5, 2**63 - 2),
+        )
+    conn.close()
+    old = Store.open(path)
+    try:
+        state = old.sync_state()
+        assert state.heads[junk] == MAX_CLOCK and state.need[junk] == ((5, MAX_CLOCK),)
+        assert decode(encode(state, cluster_id=0)) == state
+        old.apply_sync(list(a.serve_sync(old.needs_from(a.sync_state()))))
+        assert table(old) == [(1, "x")]
+    finally:
+        old.close()
