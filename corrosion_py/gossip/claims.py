@@ -88,9 +88,6 @@ class Solicited:
             if parts == [item.versions]:
                 return [item]
             return [EmptyChangeset(item.actor_id, part, item.ts) for part in parts]
-        if (asked is not None and asked.contains(item.version)) or (
-            item.actor_id,
-            item.version,
-        ) in self.partial:
+        if (item.actor_id, item.version) in self.partial:
             return [item]
-        return []
+        return [item] if asked is not None and asked.contains(item.version) else []

@@ -253,21 +253,20 @@ class Applier:
         """Keep the actor's partial versions within MAX_PARTIAL_VERSIONS and MAX_PARTIAL_BYTES
         by dropping its oldest ones (first received first); False when the piece's version
         cannot fit at all (it is dropped, and any pieces of it already held)."""
-        own = booked.partials.get(item.version)
-        if size + (own.bytes if own is not None else 0) > MAX_PARTIAL_BYTES:
+        current = booked.partials.get(item.version)
+        if size + (current.bytes if current is not None else 0) > MAX_PARTIAL_BYTES:
             self.result.rejected["partial_too_large"] += 1
-            if own is not None:
+            if current is not None:
                 self._drop_partial(item.actor_id, booked, item.version)
             return False
-        new = 1 if own is None else 0
-        total = booked.partial_bytes()
-        for version in list(booked.partials):
-            if len(booked.partials) + new <= MAX_PARTIAL_VERSIONS and total + size <= (
-                MAX_PARTIAL_BYTES
-            ):
+        count = len(booked.partials) + (current is None)
+        total = booked.partial_bytes() + size
+        for version in list(booked.partials):  # oldest first
+            if count <= MAX_PARTIAL_VERSIONS and total <= MAX_PARTIAL_BYTES:
                 break
             if version == item.version:
                 continue
+            count -= 1
             total -= booked.partials[version].bytes
             self._drop_partial(item.actor_id, booked, version)
             self.result.rejected["partial_evicted"] += 1
