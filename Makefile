@@ -37,6 +37,7 @@ bench: install
 	$(PY) bench/swim_udp_bench.py
 	$(PY) bench/replication_bench.py
 	$(PY) bench/api_bench.py
+	$(PY) bench/claims_bench.py
 
 demo: install
 	$(PY) -m corrosion_py.demo

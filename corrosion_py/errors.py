@@ -29,6 +29,10 @@ class MalformedChangeError(CrdtError):
     """A change row has a field of the wrong type or range (site id, versions, cl, seq)."""
 
 
+class ClockLimitError(CrdtError):
+    """A local transaction would need a version above the engine's limit (``MAX_CLOCK``)."""
+
+
 class TransactionError(CrdtError):
     """A transaction was used in a way the engine does not allow (e.g. no open transaction)."""
 

@@ -221,6 +221,7 @@ class Agent:
             self.apply_queue,
             cluster_id=config.cluster_id,
             peers=self._peers,
+            is_member=lambda actor: core.member(actor) is not None,
         )
         self.syncer = Syncer(
             store,
@@ -481,6 +482,15 @@ class Agent:
         blocked = frozenset((self.endpoint.addr, a) for a in addrs)
         self.endpoint.faults = attrs.evolve(self.endpoint.faults, blocked=blocked)
 
+    def vouched(self, actor: bytes) -> bool:
+        """Whether health counts an actor's missing versions: this node, a member SWIM knows
+        (in any state), or an actor a member advertised in a sync session (bounded)."""
+        return (
+            actor == self.actor_id
+            or self.membership.core.member(actor) is not None
+            or actor in self.syncer.learnt
+        )
+
     def alive_members(self) -> list[MemberInfo]:
         return [m for m in self.membership.members() if m.state is MemberState.ALIVE]
 
@@ -520,6 +530,8 @@ class Agent:
                           **self.gossiper.broadcaster.stats},
             "gossip": dict(self.gossiper.stats),
             "sync": dict(self.syncer.stats),
+            "claims": {**self.store.rejected,
+                       "quarantine_dropped": self.store.quarantine_dropped},
             "sync_server": attrs.asdict(self.sync_server.stats),
             "swim": dict(self.membership.core.stats),
             "push_pull": dict(self.membership.push_pull_stats),

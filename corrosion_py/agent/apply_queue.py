@@ -15,7 +15,10 @@ Rules:
   trickle of datagrams becomes a few transactions instead of one per datagram.
 - ``depth``, ``dropped`` and the counters in ``stats`` are what health and metrics report, with
   ``lags``: (wall time, seconds from a changeset's HLC timestamp to its apply here) of the last
-  ``LAGS_KEPT`` applied changesets, for the health endpoint's p99 lag.
+  ``LAGS_KEPT`` applied changesets, for the health endpoint's p99 lag. A timestamp is the
+  sender's claim: one more than ``MAX_LAG_AHEAD`` seconds in the future or ``MAX_LAG`` seconds
+  in the past is not a lag sample (counted in ``lag_ignored``), so forged or corrupted
+  timestamps cannot make health report a lag of decades.
 - After each apply, ``on_applied`` (if set) gets the store's result (subscriptions use its
   impactful changes later).
 
@@ -53,6 +56,8 @@ LAGS_KEPT = 10_000
 RETRY_FIRST = 0.1  # seconds before the first retry after a transient storage fault
 RETRY_MAX = 5.0
 ERROR_LOG_INTERVAL = 60.0  # seconds between two tracebacks of unexpected apply errors
+MAX_LAG = 3_600.0  # seconds: an older timestamp is not believed as a lag sample
+MAX_LAG_AHEAD = 1.0  # seconds: a timestamp further in the future is not either
 
 
 class ApplyQueue:
@@ -79,7 +84,7 @@ class ApplyQueue:
         self.on_applied = on_applied
         self.stats: Counter[str] = Counter()
         """queued, dropped_overflow, applied_changesets, batches, apply_retries (transient
-        storage faults), dropped_corrupt, apply_errors (bugs), dropped_error."""
+        storage faults), dropped_corrupt, apply_errors (bugs), dropped_error, lag_ignored."""
         self._last_error_log = -ERROR_LOG_INTERVAL
         self._items: deque[Item] = deque()
         self._not_empty = trio.lowlevel.ParkingLot()
@@ -200,7 +205,11 @@ class ApplyQueue:
         now = now_ns / 1e9
         for item in batch:
             if isinstance(item, Changeset) and item.ts:
-                self.lags.append((now, max(0.0, (now_ns - ns_from_ntp64(item.ts)) / 1e9)))
+                lag = (now_ns - ns_from_ntp64(item.ts)) / 1e9
+                if -MAX_LAG_AHEAD <= lag <= MAX_LAG:
+                    self.lags.append((now, max(0.0, lag)))
+                else:
+                    self.stats["lag_ignored"] += 1
 
     def p99_lag(self, window: float = 120.0) -> float | None:
         """The 99th percentile of apply lags over the last ``window`` seconds; None without

@@ -7,8 +7,11 @@ gossip/changes.py; this module only does the I/O).
   peers at once and schedules the further rounds. A single change too large for a datagram is
   refused by the endpoint and counted; sync carries it.
 - Received: a datagram that does not decode, or comes from another cluster, is counted and
-  dropped. A piece the bookkeeping already holds is a duplicate; a new one is queued for apply
-  (never waiting: the queue drops its oldest on overflow) and relayed.
+  dropped. So is a claim not believed (gossip/claims.py: about our own actor, an empty range,
+  an actor neither a member nor known, a version past the actor's ceiling), counted as
+  ``refused_<reason>``; it is never relayed. A piece the bookkeeping already holds is a
+  duplicate; a new one is queued for apply (never waiting: the queue drops its oldest on
+  overflow) and relayed.
 - Peers are the members SWIM holds alive, read at every send.
 - One task sleeps until the broadcaster's next deadline or a new item, then ticks it.
 """
@@ -23,6 +26,7 @@ import trio
 from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.gossip import Broadcaster, Peer, Send
 from corrosion_py.gossip.changes import is_known, piece_key
+from corrosion_py.gossip.claims import broadcast_refusal
 from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.store.store import Store
 from corrosion_py.wire import (
@@ -49,6 +53,7 @@ class Gossiper:
         *,
         cluster_id: int,
         peers: Callable[[], Sequence[Peer]],
+        is_member: Callable[[bytes], bool] = lambda actor: False,
     ) -> None:
         self.broadcaster = broadcaster
         self.endpoint = endpoint
@@ -56,9 +61,11 @@ class Gossiper:
         self.queue = queue
         self.cluster_id = cluster_id
         self.peers = peers
+        self.is_member = is_member
+        """Whether an actor id is a member SWIM knows (in any state)."""
         self.stats: Counter[str] = Counter()
         """received, new, duplicates, dropped_malformed, dropped_unknown, dropped_wrong_cluster,
-        local_pieces."""
+        refused_<reason> (claims.broadcast_refusal), local_pieces."""
         self._wake = trio.Event()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -100,7 +107,18 @@ class Gossiper:
         if not isinstance(item, Changeset | EmptyChangeset):
             self.stats["dropped_unknown"] += 1
             return
-        known = is_known(self.store.bookie_snapshot(), item)
+        bookie = self.store.bookie_snapshot()
+        known = is_known(bookie, item)  # e.g. our own changesets relayed back: duplicates
+        refusal = (
+            None
+            if known
+            else broadcast_refusal(
+                item, own_actor=self.store.actor_id, bookie=bookie, is_member=self.is_member
+            )
+        )
+        if refusal is not None:
+            self.stats[f"refused_{refusal}"] += 1
+            return
         if self.broadcaster.received(trio.current_time(), piece_key(item), data, known):
             self.stats["new"] += 1
             self.queue.put_nowait([item])

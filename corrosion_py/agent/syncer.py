@@ -17,13 +17,16 @@ net/sync.py):
 - No rounds while the store refuses writes for good (a corrupt file): what they brought could
   not be applied. A transient fault (a full disk) does not stop them: the apply queue holds
   what they bring, waits for room, and its retries find out when space is back.
+- The actors a member's sync state advertises are remembered (``learnt``, at most
+  ``LEARNT_ACTORS``, the least recently advertised forgotten first): with the members, they are
+  the actors whose missing versions health counts.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 
 import trio
@@ -34,10 +37,12 @@ from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.net.sync import SyncReport, sync_with
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
+from corrosion_py.wire.messages import SyncState
 from corrosion_py.wire.swim import Addr
 
 CANNOT_SYNC_AFTER = 3  # rounds failed in a row before the node reports it cannot sync
 STALE_AFTER = 60.0  # seconds without a round that worked (at least 4 intervals)
+LEARNT_ACTORS = 65_536
 
 
 class Syncer:
@@ -80,6 +85,8 @@ class Syncer:
         the last round worked, or there was nobody to sync with)."""
         self.last_ok: float | None = None
         """trio time of the last round that worked (None: none yet)."""
+        self.learnt: OrderedDict[bytes, None] = OrderedDict()
+        """Actors advertised by a member we synced with, most recent last (bounded)."""
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sync rounds until cancelled."""
@@ -130,6 +137,7 @@ class Syncer:
             self.queue.put,
             rng=self.rng,
             security=self.security,
+            learn=self._learn,
         )
         now = trio.current_time()
         by_addr = report.by_addr()
@@ -146,3 +154,10 @@ class Syncer:
         self.stats["changesets"] += report.changesets
         self.last_report = report
         return report
+
+    def _learn(self, state: SyncState) -> None:
+        for actor in state.heads:
+            self.learnt[actor] = None
+            self.learnt.move_to_end(actor)
+        while len(self.learnt) > LEARNT_ACTORS:
+            self.learnt.popitem(last=False)

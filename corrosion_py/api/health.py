@@ -3,8 +3,10 @@
     {"response": {"gaps": 0, "members": 3, "p99_lag": 0.084, "queue_size": 0, "faults": [],
                   "sync": {"last_ok_ago": 2.1, "failures": 0}}}
 
-- ``gaps``: versions this node knows exist but does not hold, over every actor, from the
-  store's bookkeeping: every missing version, plus every version received only in part.
+- ``gaps``: versions this node knows exist but does not hold, from the store's bookkeeping:
+  every missing version, plus every version received only in part, over the actors that are
+  members (in any state, and this node) or that a member advertised in a sync session
+  (``Agent.vouched``); claims about any other actor never count.
 - ``members``: the members SWIM holds alive, plus this node.
 - ``p99_lag``: 99th percentile of seconds from a remote change's timestamp to its apply here,
   over the last 120 s; null before any remote change was applied.
@@ -28,7 +30,7 @@ report).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -46,11 +48,15 @@ if TYPE_CHECKING:
 NO_LAG = "no p99 lag information available"
 
 
-def count_gaps(bookie: Mapping[bytes, BookedVersions]) -> int:
-    """Missing versions over every actor; a partially received version counts as missing."""
+def count_gaps(
+    bookie: Mapping[bytes, BookedVersions], vouched: Callable[[bytes], bool] = lambda a: True
+) -> int:
+    """Missing versions over the actors ``vouched`` accepts; a partially received version
+    counts as missing."""
     return sum(
         sum(end - start + 1 for start, end in booked.gaps) + len(booked.partials)
-        for booked in bookie.values()
+        for actor, booked in bookie.items()
+        if vouched(actor)
     )
 
 
@@ -61,7 +67,7 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         max_queue = int_param(request, "max_queue")
         lag_queue = int_param(request, "queue_size")
         failure = int_param(request, "failure_status", 200, 599) or 503
-        gaps = count_gaps(agent.store.bookie_snapshot())
+        gaps = count_gaps(agent.store.bookie_snapshot(), agent.vouched)
         members = len(agent.alive_members()) + 1
         lag = agent.p99_lag()
         queue = agent.apply_queue.depth

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from corrosion_py.crdt.change_rows import Change, changes, version_sizes
+from corrosion_py.crdt.change_rows import Change, changes, top_versions, version_sizes
 from corrosion_py.crdt.crr import alter, as_crr, as_table
 from corrosion_py.crdt.merger import MergeResult, merge, merge_changes
 from corrosion_py.crdt.pk import compare, pack_pk, unpack_pk
@@ -43,6 +43,7 @@ __all__ = [
     "refresh",
     "register",
     "site_id",
+    "top_versions",
     "transaction",
     "unpack_pk",
     "version_sizes",

@@ -173,3 +173,28 @@ def version_sizes(
             n, s = out.get(version, (0, -1))
             out[version] = (n + count, max(s, top))
     return out
+
+
+def top_versions(
+    conn: sqlite3.Connection, *, site_id: bytes, min_version: int, max_version: int, limit: int
+) -> list[int]:
+    """The ``limit`` highest versions of a site in a range that still have change rows, highest
+    first: a backward index scan per CRR, so the cost follows the versions that exist, not the
+    width of the range (a range of 2**53 versions holding three costs three)."""
+    st = conn_state(conn)
+    filters = _filters(conn, site_id, (("db_version", min_version, max_version),))
+    if filters is None:
+        return []
+    clauses, params = filters
+    where = " AND ".join((_NOT_PROVISIONAL, *clauses))
+    found: set[int] = set()
+    for info in st.crrs(conn).values():
+        found.update(
+            v
+            for (v,) in conn.execute(
+                f"SELECT DISTINCT c.db_version FROM {info.clock} c WHERE {where} "
+                "ORDER BY c.db_version DESC LIMIT ?",
+                [*params, limit],
+            )
+        )
+    return sorted(found, reverse=True)[:limit]

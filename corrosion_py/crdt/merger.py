@@ -1,7 +1,8 @@
 """Merging remote change rows: load the rows a batch touches, apply the rules, write back.
 
-Theory of operation: every change is validated first, so a bad one rejects the whole call before
-anything is written. Then, chunk by chunk in the order given, the merger loads the local state of
+Theory of operation: every change is validated first (every clock field within its minimum and
+``MAX_CLOCK``, see ``limits.py``), so a bad one rejects the whole call before anything is
+written. Then, chunk by chunk in the order given, the merger loads the local state of
 every row the chunk touches with a few set-based queries (lookaside keys, clocks, which base rows
 exist), runs `merge_rules.apply_change` on each change in memory, and writes the rows that changed
 back with batched statements, all inside one write scope with the sync bit on so the recording
@@ -19,6 +20,7 @@ from typing import Any
 import attrs
 
 from corrosion_py.crdt.change_rows import Change
+from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.crdt.merge_rules import SENTINEL, RowState, apply_change
 from corrosion_py.crdt.pk import SqlValue, pack_pk, unpack_pk
 from corrosion_py.crdt.schema import TableInfo, q
@@ -90,7 +92,12 @@ class _Validator:
             raise MalformedChangeError("site_id must be 16 bytes")
         if not (type(cv) is type(dbv) is type(cl) is type(seq) is int and cl >= 1):
             _check_ints(cv, dbv, cl, seq)
-        if cv < 0 or dbv < 0 or seq < 0:
+        if not (
+            0 <= cv <= MAX_CLOCK
+            and 0 <= dbv <= MAX_CLOCK
+            and cl <= MAX_CLOCK
+            and 0 <= seq <= MAX_CLOCK
+        ):
             _check_ints(cv, dbv, cl, seq)
         if ch is None or ch.pk is not pk or ch.site_id is not site_id:
             ch = Change(table, pk, cid, val, cv, dbv, site_id, cl, seq)
@@ -103,8 +110,10 @@ _SQL_TYPES = (int, float, str, bytes)
 
 def _check_ints(*values: Any) -> None:
     for field, value, minimum in zip(_INT_FIELDS, values, _INT_MINIMA, strict=True):
-        if type(value) is not int or value < minimum:
-            raise MalformedChangeError(f"{field} must be an integer >= {minimum}, got {value!r}")
+        if type(value) is not int or not minimum <= value <= MAX_CLOCK:
+            raise MalformedChangeError(
+                f"{field} must be an integer in [{minimum}, {MAX_CLOCK}], got {value!r}"
+            )
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -18,6 +18,7 @@ import sqlite3
 
 import attrs
 
+from corrosion_py.crdt.limits import CLOCK_LIMIT_MESSAGE, MAX_CLOCK
 from corrosion_py.errors import IncompatibleTableError, UnknownTableError
 
 SENTINEL = "-1"
@@ -175,8 +176,17 @@ def drop_triggers_ddl(table: str) -> list[str]:
 _NEXT = "crsql_internal_next_db_version()"
 _SEQ = "crsql_internal_next_seq()"
 _SET_LOCAL = "db_version = excluded.db_version, seq = excluded.seq, site_id = 0"
-_NEXT_ODD = "col_version + 1 + col_version % 2"
-_NEXT_EVEN = "col_version + 2 - col_version % 2"
+_LIMIT = f"RAISE(ABORT, {lit('corrosion_py: ' + CLOCK_LIMIT_MESSAGE)})"
+
+
+def _bounded(expr: str) -> str:
+    """A clock bump that fails the statement instead of passing MAX_CLOCK (limits.py)."""
+    return f"iif({expr} <= {MAX_CLOCK}, {expr}, {_LIMIT})"
+
+
+_BUMP = _bounded("col_version + 1")
+_NEXT_ODD = _bounded("col_version + 1 + col_version % 2")
+_NEXT_EVEN = _bounded("col_version + 2 - col_version % 2")
 
 
 def _changed(col: str) -> str:
@@ -232,7 +242,7 @@ def triggers_ddl(info: TableInfo) -> list[str]:
             f"SELECT k, column1, 1, v, 0, s + column2 FROM (SELECT {new_key} AS k, {_NEXT} AS v, "
             f"crsql_internal_reserve_seq({len(info.cols)}) AS s LIMIT 1), (VALUES {col_values}) "
             f"WHERE 1 ON CONFLICT (key, col_name) DO UPDATE SET "
-            f"col_version = col_version + 1, {_SET_LOCAL}",
+            f"col_version = {_BUMP}, {_SET_LOCAL}",
         ]
     else:
         insert_body = [
@@ -256,10 +266,10 @@ def triggers_ddl(info: TableInfo) -> list[str]:
         # pk change: move each column clock to the new key with a new version (cr-sqlite §8.1).
         update_body.append(
             f"INSERT INTO {c} (key, col_name, col_version, db_version, site_id, seq) "
-            f"SELECT {new_key}, col_name, col_version + 1, {_NEXT}, 0, {_SEQ} FROM {c} "
+            f"SELECT {new_key}, col_name, {_BUMP}, {_NEXT}, 0, {_SEQ} FROM {c} "
             f"WHERE ({pk_changed}) AND key = {old_key} AND col_name = {lit(col)} "
             f"ON CONFLICT (key, col_name) DO UPDATE SET "
-            f"col_version = max(col_version + 1, excluded.col_version), {_SET_LOCAL}"
+            f"col_version = max({_BUMP}, excluded.col_version), {_SET_LOCAL}"
         )
     if info.cols:
         update_body.append(
@@ -270,7 +280,7 @@ def triggers_ddl(info: TableInfo) -> list[str]:
             f"INSERT INTO {c} (key, col_name, col_version, db_version, site_id, seq) "
             f"SELECT {new_key}, column1, 1, {_NEXT}, 0, {_SEQ} FROM (VALUES {changed_values}) "
             f"WHERE column2 ON CONFLICT (key, col_name) DO UPDATE SET "
-            f"col_version = col_version + 1, {_SET_LOCAL}"
+            f"col_version = {_BUMP}, {_SET_LOCAL}"
         )
     out.append(
         f"CREATE TRIGGER {q(t + '__crsql_utrig')} AFTER UPDATE ON {q(t)} {when} BEGIN "

@@ -2,7 +2,8 @@
 
 A bracket opens ``BEGIN IMMEDIATE`` when the connection has no transaction, or a savepoint inside
 the caller's; the outermost engine bracket records the claimed version in ``crsql_db_versions``
-in the same SQLite transaction as the data (DESIGN.md invariant 4).
+in the same SQLite transaction as the data (DESIGN.md invariant 4). A version above
+``MAX_CLOCK`` is never committed: the bracket fails with ``ClockLimitError`` and rolls back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from contextlib import contextmanager
 
 import attrs
 
+from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.crdt.state import ConnState, conn_state
+from corrosion_py.errors import ClockLimitError
 
 
 @attrs.define
@@ -44,6 +47,10 @@ def write_scope(conn: sqlite3.Connection, st: ConnState, *, sync: bool) -> Itera
     try:
         yield
         if not nested and st.pending is not None:
+            if st.pending > MAX_CLOCK:  # crsql_next_db_version(n), or a version at the limit
+                raise ClockLimitError(
+                    f"version {st.pending} is above the limit {MAX_CLOCK}: transaction rolled back"
+                )
             conn.execute(
                 "INSERT INTO crsql_db_versions (site_id, db_version) VALUES (?, ?) "
                 "ON CONFLICT (site_id) DO UPDATE SET "

@@ -14,7 +14,14 @@ Rules (everything that decides who is asked for what lives in this file):
   to the server with the fewest needs planned so far, then to the earlier server in the mapping
   (so equal servers are served round-robin; the caller shuffles the mapping to vary the order).
 - **Chunking.** Full ranges are cut into chunks of ``FULL_NEED_VERSIONS`` (10) versions, newest
-  first, so the newest changes arrive first and no single need is large.
+  first, so the newest changes arrive first and no single need is large; when everything wanted
+  would take more than ``MAX_ROUND_NEEDS`` chunks, chunks grow to ``ceil(wanted /
+  MAX_ROUND_NEEDS)`` versions, so a node far behind still asks for everything it can in one
+  round.
+- **Bounded rounds.** A round asks at most ``MAX_ROUND_NEEDS`` needs over all servers: partial
+  needs first (they finish versions already half here), then full chunks taken round-robin over
+  the actors, newest first; the rest waits for the next round. Chunks are cut lazily, so
+  planning costs O(ranges + needs), never O(versions).
 
 Theory of operation: the shell (``corrosion_py.net.sync``) handshakes with the chosen peers,
 collects their ``SyncState``s, calls ``plan_requests`` once, and sends each server its list.
@@ -24,7 +31,7 @@ Time and randomness are passed in; nothing here reads a clock or a global rng.
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 from corrosion_py.store.ranges import Range, RangeSet
@@ -38,6 +45,7 @@ MIN_PEERS = 3
 MAX_PEERS = 10
 MIN_INTERVAL = 1.0  # seconds between rounds (Corrosion's min_sync_backoff)
 MAX_INTERVAL = 15.0  # (max_sync_backoff)
+MAX_ROUND_NEEDS = 1_024  # needs one round asks for, over all its servers
 
 Plan = dict[P, list[tuple[bytes, list[Need]]]]
 """Per server: (actor, needs) pairs, one per actor, needs newest first."""
@@ -125,17 +133,18 @@ def _assign(
     return out
 
 
-def _chunks(ranges: RangeSet) -> list[Range]:
-    """``ranges`` cut into chunks of FULL_NEED_VERSIONS versions, newest first."""
-    out: list[Range] = []
+def _chunks(ranges: RangeSet, size: int) -> Iterator[Range]:
+    """``ranges`` cut into chunks of ``size`` versions, newest first, one at a time."""
     for start, end in reversed(list(ranges)):
-        for hi in range(end, start - 1, -FULL_NEED_VERSIONS):
-            out.append((max(start, hi - FULL_NEED_VERSIONS + 1), hi))
-    return out
+        for hi in range(end, start - 1, -size):
+            yield (max(start, hi - size + 1), hi)
 
 
-def plan_requests(ours: SyncState, theirs: Mapping[P, SyncState]) -> Plan[P]:
-    """What to ask each server for in this round, given our state and theirs (see the rules).
+def plan_requests(
+    ours: SyncState, theirs: Mapping[P, SyncState], budget: int = MAX_ROUND_NEEDS
+) -> Plan[P]:
+    """What to ask each server for in this round, given our state and theirs (see the rules):
+    at most ``budget`` needs in all.
 
     Every server of ``theirs`` is a key of the result (with an empty list when it has nothing
     for us), so the caller can close every session the same way.
@@ -157,17 +166,42 @@ def plan_requests(ours: SyncState, theirs: Mapping[P, SyncState]) -> Plan[P]:
                         seqs.add(start, end)
 
     load = [0] * len(servers)
-    planned: list[dict[bytes, list[Need]]] = [{} for _ in servers]
-    for actor, offers in full.items():
-        union = RangeSet(r for offer in offers.values() for r in offer)
-        for chunk in _chunks(union):
-            for index, ranges in _assign(RangeSet([chunk]), offers, load):
-                needs = planned[index].setdefault(actor, [])
-                needs += [NeedFull(r) for r in sorted(ranges, reverse=True)]
+    left = budget
+    partial_plan: list[dict[bytes, list[Need]]] = [{} for _ in servers]
     for actor, versions in partial.items():
         for version in sorted(versions, reverse=True):
             offers_v = versions[version]
-            union = RangeSet(r for offer in offers_v.values() for r in offer)
+            union = RangeSet.from_ranges(r for offer in offers_v.values() for r in offer)
             for index, ranges in _assign(union, offers_v, load):
-                planned[index].setdefault(actor, []).append(NeedPartial(version, tuple(ranges)))
+                if left <= 0:
+                    break
+                left -= 1
+                partial_plan[index].setdefault(actor, []).append(
+                    NeedPartial(version, tuple(ranges))
+                )
+    full_plan: list[dict[bytes, list[Need]]] = [{} for _ in servers]
+    unions = {
+        actor: RangeSet.from_ranges(r for offer in offers.values() for r in offer)
+        for actor, offers in full.items()
+    }
+    wanted = sum(union.count() for union in unions.values())
+    size = max(FULL_NEED_VERSIONS, -(-wanted // max(1, budget)))
+    turns = [(actor, _chunks(union, size)) for actor, union in unions.items()]
+    while turns and left > 0:  # round-robin over the actors, newest chunks first
+        still = []
+        for actor, chunks in turns:
+            chunk = next(chunks, None)
+            if chunk is None or left <= 0:
+                continue
+            still.append((actor, chunks))
+            for index, ranges in _assign(RangeSet([chunk]), full[actor], load):
+                needs = full_plan[index].setdefault(actor, [])
+                needs += [NeedFull(r) for r in sorted(ranges, reverse=True)]
+                left -= len(ranges)
+        turns = still
+    planned: list[dict[bytes, list[Need]]] = [{} for _ in servers]
+    for index in range(len(servers)):
+        for part in (full_plan[index], partial_plan[index]):
+            for actor, needs in part.items():
+                planned[index].setdefault(actor, []).extend(needs)
     return {server: list(planned[index].items()) for index, server in enumerate(servers)}

@@ -28,6 +28,13 @@ holding one envelope, ``wire.codec``)::
 - The server answers requests as they arrive (up to ``REQUESTS_PER_READ`` queued requests are
   served together), newest versions first, and sends ``SyncDone`` once the client's
   ``SyncDone`` arrived and every request is answered. Needs the server cannot fill are skipped.
+  A session is served each version at most once (``store.sync.Served``), and a client sending
+  more than ``MAX_SESSION_NEEDS`` needs loses the session (counted in ``too_many_needs``): what
+  one client can make a server do is bounded by the versions that exist.
+- The client believes only what it asked for (``gossip.claims.Solicited``): a changeset of a
+  version it did not ask that server for is dropped, an empty range is cut to the versions it
+  asked in full (``PeerReport.unsolicited`` counts the drops). A server's ``SyncState`` frame
+  may be at most ``MAX_STATE_FRAME`` bytes, checked before it is decoded.
 - Every step has a timeout (``session_timeout`` bounds a whole session, however busy); frames
   larger than ``max_frame`` are refused from their header (the
   server reads only small frames, 1 MiB by default, so its read-ahead of ``REQUEST_QUEUE``
@@ -63,10 +70,12 @@ import attrs
 import trio
 
 from corrosion_py.errors import CorrosionError
+from corrosion_py.gossip.claims import Solicited
 from corrosion_py.gossip.sync import plan_requests
 from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.store.hlc import ClockDriftError
 from corrosion_py.store.store import Store
+from corrosion_py.store.sync import MAX_SESSION_NEEDS, Served
 from corrosion_py.wire.codec import decode, decode_envelope, encode
 from corrosion_py.wire.errors import DecodeError, FrameTooLarge, UnknownMessageError
 from corrosion_py.wire.framing import HEADER, HEADER_SIZE, FrameReader, frame
@@ -93,6 +102,7 @@ PushPull = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
 
 MAX_FRAME = 16 * 1024 * 1024  # what a client accepts (a changeset with a large value)
 MAX_REQUEST_FRAME = 1024 * 1024  # what a server accepts: hellos and requests are small
+MAX_STATE_FRAME = 4 * 1024 * 1024  # a server's SyncState, checked before decoding
 NEEDS_PER_REQUEST = 10  # needs per SyncRequest frame (Corrosion: 10 needs per pass)
 REQUESTS_PER_READ = 10  # queued requests the server serves from one read of the store
 REQUEST_QUEUE = 16  # requests read ahead by the server before it stops reading (backpressure)
@@ -232,6 +242,7 @@ class ServerStats:
     internal_errors: int = 0
     clock_drift: int = 0
     unknown_messages: int = 0
+    too_many_needs: int = 0
     changesets_sent: int = 0
     bytes_sent: int = 0
 
@@ -362,8 +373,10 @@ class SyncServer:
     async def _answer(self, framed: _Framed) -> None:
         """Serve requests as they arrive until the client's SyncDone, then send ours."""
         send_requests, requests = trio.open_memory_channel[SyncRequest](REQUEST_QUEUE)
+        served = Served()
 
         async def read_requests() -> None:
+            asked = 0  # needs of the whole session
             async with send_requests:
                 idle_until = trio.current_time() + self.idle_timeout
                 while True:
@@ -381,6 +394,10 @@ class SyncServer:
                     if not any(needs for _, needs in msg.needs):
                         self.stats.empty_requests += 1  # no work asked: not activity
                         continue
+                    asked += sum(len(actor_needs) for _, actor_needs in msg.needs)
+                    if asked > MAX_SESSION_NEEDS:
+                        self.stats.too_many_needs += 1
+                        raise SyncSessionError(f"more than {MAX_SESSION_NEEDS} needs")
                     await send_requests.send(msg)
                     idle_until = trio.current_time() + self.idle_timeout  # (our wait excluded)
 
@@ -394,7 +411,7 @@ class SyncServer:
                             batch.append(requests.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    await self._stream(framed, batch)
+                    await self._stream(framed, batch, served)
         await framed.send([SyncDone()], self.send_timeout)
 
     async def _next_message(self, framed: _Framed) -> Message:
@@ -405,13 +422,15 @@ class SyncServer:
             except UnknownMessageError:
                 self.stats.unknown_messages += 1
 
-    async def _stream(self, framed: _Framed, batch: list[SyncRequest]) -> None:
+    async def _stream(self, framed: _Framed, batch: list[SyncRequest], served: Served) -> None:
         needs: dict[bytes, list[Need]] = {}
         for request in batch:
             for actor, actor_needs in request.needs:
                 needs.setdefault(actor, []).extend(actor_needs)
         # stream_sync is an async generator (typed as an iterator): close it on every exit
-        chunks = cast("AsyncGenerator[list[Item], None]", self.store.stream_sync(needs))
+        chunks = cast(
+            "AsyncGenerator[list[Item], None]", self.store.stream_sync(needs, served=served)
+        )
         async with aclosing(chunks):
             async for items in chunks:
                 before = framed.bytes_sent
@@ -444,6 +463,7 @@ class PeerReport:
     actor_id: bytes | None = None
     needs_sent: int = 0
     changesets: int = 0
+    unsolicited: int = 0
     bytes_received: int = 0
     duration: float = 0.0
     clock_drift: bool = False
@@ -493,12 +513,14 @@ async def sync_with(
     round_timeout: float = 300.0,
     max_frame: int = MAX_FRAME,
     security: GossipSecurity | None = None,
+    learn: Callable[[SyncState], None] | None = None,
 ) -> SyncReport:
     """One anti-entropy round with ``peers`` (already chosen, e.g. by ``choose_peers``).
 
     Changesets are handed to ``deliver`` in batches (awaiting it is the backpressure). Never
     raises for a peer's failure: see ``SyncReport``. ``rng`` shuffles the servers before
-    planning, so equal peers share the work differently from round to round.
+    planning, so equal peers share the work differently from round to round. ``learn`` gets
+    each server's state once its handshake succeeded (what it advertises).
     """
     started = trio.current_time()
     clients = [_Client(PeerReport(addr)) for addr in peers]
@@ -539,6 +561,10 @@ async def sync_with(
                 for client in clients:
                     nursery.start_soon(handshake, client)
             ready = [c for c in clients if c.state is not None]
+            if learn is not None:
+                for client in ready:
+                    assert client.state is not None
+                    learn(client.state)
             order = list(range(len(ready)))
             rng.shuffle(order)
             ours = store.sync_state()
@@ -596,6 +622,8 @@ async def _handshake(
     payload = await framed.receive_payload(handshake_timeout, "the peer's SyncState")
     if payload is None:
         raise SyncSessionError("connection closed before the peer's SyncState")
+    if len(payload) > MAX_STATE_FRAME:
+        raise SyncSessionError(f"the peer's SyncState is larger than {MAX_STATE_FRAME} bytes")
     envelope = decode_envelope(payload, max_size=max_frame)  # a rejection may be in any cluster
     reply = envelope.message
     if isinstance(reply, SyncRejection):
@@ -630,6 +658,7 @@ async def _run_session(
             report.needs_sent += sum(len(needs) for _, needs in request.needs)
         await framed.send([SyncDone()], send_timeout)
 
+    solicited = Solicited(plan)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send_requests)
         batch: list[Item] = []
@@ -643,7 +672,11 @@ async def _run_session(
                 break
             if not isinstance(msg, Changeset | EmptyChangeset):
                 raise DecodeError(f"expected a changeset, got {type(msg).__name__}")
-            batch.append(msg)
+            parts = solicited.admit(msg)
+            if not parts:
+                report.unsolicited += 1
+                continue
+            batch += parts
             if len(batch) >= DELIVER_BATCH or framed.bytes_received - batch_bytes >= DELIVER_BYTES:
                 await deliver(batch)
                 report.changesets += len(batch)

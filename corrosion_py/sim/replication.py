@@ -3,7 +3,8 @@
 Rules (what the simulator models, and how; everything else is the real code):
 
 - **Same logic as the agent.** Each node is a real ``Store`` (its own SQLite file under
-  ``directory``), one ``Swim`` core and one ``Broadcaster``; which pieces are new is decided by
+  ``directory``), one ``Swim`` core and one ``Broadcaster``; which received claims are believed
+  by ``claims.broadcast_refusal`` and ``claims.Solicited``, which pieces are new by
   ``changes.piece_key``/``is_known``, sync peers and requests by ``sync.choose_peers``/
   ``plan_requests``/``jittered_interval``, and what a server sends by ``Store.serve_sync``. The
   host code here only moves bytes and calls them, as the trio agent does with sockets.
@@ -62,6 +63,7 @@ import attrs
 from corrosion_py.gossip.broadcast import BroadcastConfig, Broadcaster, Peer
 from corrosion_py.gossip.broadcast import Send as BroadcastSend
 from corrosion_py.gossip.changes import is_known, piece_key
+from corrosion_py.gossip.claims import Solicited, broadcast_refusal
 from corrosion_py.gossip.sync import (
     choose_peers,
     jittered_interval,
@@ -530,7 +532,18 @@ class ReplicationSim:
             self.stats["bad_datagrams"] += 1
             return
         now = self.scheduler.now
-        known = is_known(store.bookie_snapshot(), item)
+        bookie = store.bookie_snapshot()
+        known = is_known(bookie, item)
+        refusal = (
+            None
+            if known
+            else broadcast_refusal(
+                item, own_actor=store.actor_id, bookie=bookie, is_member=self._by_actor.__contains__
+            )
+        )
+        if refusal is not None:
+            self.stats[f"bcast_refused_{refusal}"] += 1
+            return
         if bcast.received(now, piece_key(item), data, known):
             self._enqueue(dst, [item])
             self._arm(dst)
@@ -669,12 +682,12 @@ class ReplicationSim:
                 isinstance(need, NeedPartial) for _, actor_needs in needs for need in actor_needs
             )
             if needs:
-                arg = (i, session.generation, p, dict(needs))
+                arg = (i, session.generation, p, dict(needs), Solicited(needs))
                 self.scheduler.at(self.now + self._delay(), DELIVERY, self._sync_serve, arg)
 
-    def _sync_serve(self, arg: tuple[int, int, int, dict[bytes, Any]]) -> None:
+    def _sync_serve(self, arg: tuple[int, int, int, dict[bytes, Any], Solicited]) -> None:
         """At the server: stream what the client asked for."""
-        i, generation, p, needs = arg
+        i, generation, p, needs, solicited = arg
         store = self.nodes[p].store
         if store is None or not self._both_ways(i, p):
             self.stats["sync_cut"] += 1
@@ -686,15 +699,21 @@ class ReplicationSim:
             size += len(data)
             self._hash.update(data)
         self._record(p, "SyncServe", i, len(items))
-        out = (i, generation, p, items, size)
+        out = (i, generation, p, items, size, solicited)
         self.scheduler.at(self.now + self._delay(), DELIVERY, self._sync_receive, out)
 
-    def _sync_receive(self, arg: tuple[int, int, int, list[Item], int]) -> None:
-        i, generation, p, items, size = arg
+    def _sync_receive(self, arg: tuple[int, int, int, list[Item], int, Solicited]) -> None:
+        i, generation, p, served, size, solicited = arg
         node = self.nodes[i]
         if node.store is None or generation != node.generation or not self._both_ways(i, p):
             self.stats["sync_cut"] += 1
             return
+        items: list[Item] = []
+        for item in served:
+            parts = solicited.admit(item)
+            if not parts:
+                self.stats["sync_unsolicited"] += 1
+            items += parts
         self.stats["sync_changesets"] += len(items)
         self.stats["sync_bytes"] += size
         self._enqueue(i, items)

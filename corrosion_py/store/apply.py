@@ -1,16 +1,27 @@
 """Applying remote changesets in one SQLite transaction (reference §3.6).
 
 Rules, in the order they are applied to each item of a batch:
-- the node's own changes, and versions (or seq ranges) the bookkeeping already knows, are skipped;
+- claims are bounded first (docs/limits.md), each refusal counted in ``ApplyResult.rejected`` by
+  reason: anything about this node's own actor ("own_actor": a node is the only authority on its
+  own versions); a version above the actor's ``ceiling()`` as published when the batch began
+  ("version_jump"; an empty range reaching past it is cut there, "empty_clamped"), so items of one
+  batch cannot lift each other's ceiling; a changeset whose rows do not belong to it
+  ("inconsistent": malformed, never quarantined);
+- versions (or seq ranges) the bookkeeping already knows are skipped;
 - an empty (cleared) version range only advances bookkeeping, and drops buffered pieces of it;
 - a complete changeset is merged into the CRR tables;
 - a piece of a version is buffered on disk (`__corro_buffered_changes`) with its seq range; when
-  the pieces cover 0..=last_seq the version is merged from the buffer;
+  the pieces cover 0..=last_seq the version is merged from the buffer. A new partial version
+  beyond MAX_PARTIAL_VERSIONS, or pieces beyond MAX_PARTIAL_BYTES, make room by dropping the
+  actor's oldest partial versions ("partial_evicted"); a piece of a version that alone exceeds
+  the byte budget is dropped ("partial_too_large");
 - all merges of a batch run as one engine merge; if that fails, each changeset is merged in its
   own savepoint and the ones that still fail (unknown table after a schema divergence, a value a
-  CHECK refuses, rows that do not belong to the changeset) are quarantined with the reason, so they
-  block neither the batch nor later ones. `retry_quarantined` re-applies them (after a schema
-  change).
+  CHECK refuses) are quarantined with the reason, so they block neither the batch nor later ones.
+  `retry_quarantined` re-applies them (after a schema change). The quarantine keeps at most
+  MAX_QUARANTINE_ROWS changesets and MAX_QUARANTINE_BYTES of payload: the oldest are dropped
+  (counted in ``ApplyResult.quarantine_dropped``); a dropped one is still missing from the
+  bookkeeping, so sync fetches it again.
 Bookkeeping is changed on copies, written in the same transaction, and returned for the caller to
 publish after the commit.
 """
@@ -19,6 +30,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 import attrs
@@ -27,7 +39,14 @@ import cbor2
 from corrosion_py import crdt
 from corrosion_py.crdt import Change
 from corrosion_py.errors import CorrosionError
-from corrosion_py.store.bookkeeping import BookedVersions, persist
+from corrosion_py.store.bookkeeping import (
+    MAX_PARTIAL_BYTES,
+    MAX_PARTIAL_VERSIONS,
+    MAX_VERSION_JUMP,
+    BookedVersions,
+    change_size,
+    persist,
+)
 from corrosion_py.store.faults import classify
 from corrosion_py.store.ranges import Range
 from corrosion_py.wire.messages import Changeset, EmptyChangeset
@@ -44,6 +63,9 @@ SCHEMA = [
 ]
 
 Item = Changeset | EmptyChangeset
+
+MAX_QUARANTINE_ROWS = 1_000
+MAX_QUARANTINE_BYTES = 64 * 1024 * 1024
 
 
 @attrs.frozen
@@ -65,6 +87,9 @@ class ApplyResult:
     quarantined: list[Quarantined] = attrs.Factory(list)
     impactful: list[Change] = attrs.Factory(list)
     rows_impacted: int = 0
+    rejected: Counter[str] = attrs.Factory(Counter)
+    """Claims refused or cut, by reason (see the module rules)."""
+    quarantine_dropped: int = 0
 
     def extend(self, other: ApplyResult) -> None:
         self.applied += other.applied
@@ -74,6 +99,8 @@ class ApplyResult:
         self.quarantined += other.quarantined
         self.impactful += other.impactful
         self.rows_impacted += other.rows_impacted
+        self.rejected.update(other.rejected)
+        self.quarantine_dropped += other.quarantine_dropped
 
 
 @attrs.frozen
@@ -129,18 +156,50 @@ class Applier:
 
     def apply(self, items: Sequence[Item]) -> ApplyResult:
         for item in items:
-            if item.actor_id == self.actor_id:
-                self.result.skipped += 1
-            elif isinstance(item, EmptyChangeset):
-                self._empty(item)
-            elif item.complete:
-                self._complete(item)
+            admitted = self._bound(item)
+            if admitted is None:
+                continue
+            if isinstance(admitted, EmptyChangeset):
+                self._empty(admitted)
+            elif admitted.complete:
+                self._complete(admitted)
             else:
-                self._piece(item)
+                self._piece(admitted)
         self._merge_pending()
-        for actor, booked in self.work.items():
-            persist(self.conn, actor, booked)
+        for actor, booked in list(self.work.items()):
+            base = self.bookie.get(actor)
+            if base is None and booked.max == 0 and not booked.gaps and not booked.partials:
+                del self.work[actor]  # nothing learnt (all skipped or quarantined): no entry
+                continue
+            persist(self.conn, actor, booked, base)
+        if self.result.quarantined:
+            self.result.quarantine_dropped += trim_quarantine(self.conn)
         return self.result
+
+    def _bound(self, item: Item) -> Item | None:
+        """The item as far as it may be believed, or None (counted) when not at all."""
+        rejected = self.result.rejected
+        if item.actor_id == self.actor_id:
+            rejected["own_actor"] += 1
+            return None
+        base = self.bookie.get(item.actor_id)
+        ceiling = base.ceiling() if base is not None else MAX_VERSION_JUMP
+        if isinstance(item, EmptyChangeset):
+            start, end = item.versions
+            if start > ceiling:
+                rejected["version_jump"] += 1
+                return None
+            if end > ceiling:
+                rejected["empty_clamped"] += 1
+                return EmptyChangeset(item.actor_id, (start, ceiling), item.ts)
+            return item
+        if item.version > ceiling:
+            rejected["version_jump"] += 1
+            return None
+        if _inconsistency(item) is not None:
+            rejected["inconsistent"] += 1
+            return None
+        return item
 
     def _empty(self, item: EmptyChangeset) -> None:
         booked = self.booked(item.actor_id)
@@ -148,7 +207,7 @@ class Applier:
         if booked.knows_range(start, end):
             self.result.skipped += 1
             return
-        for version in [v for v in booked.partials if start <= v <= end]:
+        for version in booked.partials_in(start, end):
             self.conn.execute(
                 "DELETE FROM __corro_buffered_changes WHERE site_id = ? AND db_version = ?",
                 (item.actor_id, version),
@@ -157,16 +216,9 @@ class Applier:
         self.result.cleared.append((item.actor_id, (start, end)))
 
     def _admit(self, item: Changeset, known: bool) -> bool:
-        """Whether to take the changeset: not known already, and its rows belong to it."""
+        """Whether to take the changeset: not known already, nor scheduled in this batch."""
         if known or (item.actor_id, item.version) in self.scheduled:
             self.result.skipped += 1
-            return False
-        reason = _inconsistency(item)
-        if reason is not None:
-            pending = _Pending(
-                item.actor_id, item.version, item.changes, item.last_seq, item.ts, False
-            )
-            self._quarantine(pending, reason)
             return False
         return True
 
@@ -182,6 +234,9 @@ class Applier:
         booked = self.booked(item.actor_id)
         if not self._admit(item, booked.knows_seqs(item.version, item.seqs)):
             return
+        size = sum(change_size(ch) for ch in item.changes)
+        if not self._make_room(booked, item, size):
+            return
         self.conn.executemany(
             'INSERT OR IGNORE INTO __corro_buffered_changes ("table", pk, cid, val, col_version, '
             "db_version, site_id, cl, seq, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -189,10 +244,41 @@ class Applier:
         )
         self.result.buffered += 1
         partial = booked.record_partial(item.version, item.seqs, item.last_seq, item.ts)
+        partial.bytes += size
         if partial.complete():
             changes = _buffered(self.conn, *key)
             self.scheduled.add(key)
             self.pending.append(_Pending(*key, changes, partial.last_seq, partial.ts, True))
+
+    def _make_room(self, booked: BookedVersions, item: Changeset, size: int) -> bool:
+        """Keep the actor's partial versions within MAX_PARTIAL_VERSIONS and MAX_PARTIAL_BYTES
+        by dropping its oldest ones (first received first); False when the piece's version
+        cannot fit at all (it is dropped, and any pieces of it already held)."""
+        current = booked.partials.get(item.version)
+        if size + (current.bytes if current is not None else 0) > MAX_PARTIAL_BYTES:
+            self.result.rejected["partial_too_large"] += 1
+            if current is not None:
+                self._drop_partial(item.actor_id, booked, item.version)
+            return False
+        count = len(booked.partials) + (current is None)
+        total = booked.partial_bytes() + size
+        for version in list(booked.partials):  # oldest first
+            if count <= MAX_PARTIAL_VERSIONS and total <= MAX_PARTIAL_BYTES:
+                break
+            if version == item.version:
+                continue
+            count -= 1
+            total -= booked.partials[version].bytes
+            self._drop_partial(item.actor_id, booked, version)
+            self.result.rejected["partial_evicted"] += 1
+        return True
+
+    def _drop_partial(self, actor: bytes, booked: BookedVersions, version: int) -> None:
+        booked.forget_partial(version)
+        self.conn.execute(
+            "DELETE FROM __corro_buffered_changes WHERE site_id = ? AND db_version = ?",
+            (actor, version),
+        )
 
     def _merge_pending(self) -> None:
         if not self.pending:
@@ -236,8 +322,7 @@ class Applier:
         """Set a changeset aside: recorded with the reason, not applied, not known."""
         booked = self.booked(pending.actor_id)
         if pending.version in booked.partials:
-            del booked.partials[pending.version]
-            booked.gaps.add(pending.version, pending.version)
+            booked.forget_partial(pending.version)
         if pending.from_buffer:
             self.conn.execute(
                 "DELETE FROM __corro_buffered_changes WHERE site_id = ? AND db_version = ?",
@@ -259,6 +344,27 @@ class Applier:
             ),
         )
         self.result.quarantined.append(Quarantined(pending.actor_id, pending.version, reason))
+
+
+def trim_quarantine(conn: sqlite3.Connection) -> int:
+    """Drop the oldest quarantined changesets until at most MAX_QUARANTINE_ROWS rows and
+    MAX_QUARANTINE_BYTES of payload remain; return how many were dropped."""
+    count, size = conn.execute(
+        "SELECT count(*), coalesce(sum(length(changes)), 0) FROM __corro_quarantine"
+    ).fetchone()
+    if count <= MAX_QUARANTINE_ROWS and size <= MAX_QUARANTINE_BYTES:
+        return 0
+    drop = []
+    for actor, version, length in conn.execute(
+        "SELECT actor_id, version, length(changes) FROM __corro_quarantine "
+        "ORDER BY quarantined_at, actor_id, version"
+    ):
+        if count <= MAX_QUARANTINE_ROWS and size <= MAX_QUARANTINE_BYTES:
+            break
+        drop.append((actor, version))
+        count, size = count - 1, size - length
+    conn.executemany("DELETE FROM __corro_quarantine WHERE actor_id = ? AND version = ?", drop)
+    return len(drop)
 
 
 def take_quarantined(conn: sqlite3.Connection) -> list[Changeset]:

@@ -6,7 +6,20 @@ Per actor: the highest version known (`max`), the versions below it known to be 
 
 The in-memory state is a cache of tables written in the same SQLite transaction as the data they
 describe; a batch works on copies (`BookedVersions.copy`) and the copies replace the originals
-only after the commit (DESIGN.md invariant 4).
+only after the commit (DESIGN.md invariant 4). Persisting writes only what a batch changed, so
+its cost follows the batch, not the size of the bookkeeping.
+
+Limits on what may be believed (docs/limits.md):
+- **Version jumps.** A version of actor A is believed only up to ``ceiling()`` = (the highest
+  version known of A) + ``MAX_VERSION_JUMP``, and never above ``MAX_CLOCK``. Beyond it a claim
+  is refused (an empty range is cut at the ceiling): one message can move an actor's head by at
+  most the allowance, so a forged head far ahead never becomes a gap of 2**63 versions, and an
+  honest node far behind catches up by at most that many versions per sync round.
+- **Partial versions.** At most ``MAX_PARTIAL_VERSIONS`` versions per actor wait for their
+  remaining pieces, holding at most ``MAX_PARTIAL_BYTES`` of buffered changes (an estimate,
+  ``change_size``). The applier makes room by dropping the actor's oldest partial version (its
+  pieces are deleted and it becomes a gap: sync fetches it whole later); a version that alone
+  needs more than the byte budget cannot be buffered here at all.
 """
 
 from __future__ import annotations
@@ -15,7 +28,16 @@ import sqlite3
 
 import attrs
 
+from corrosion_py.crdt import Change
+from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.store.ranges import Range, RangeSet
+
+MAX_VERSION_JUMP = 100_000
+"""How far past the highest known version of an actor a claim may reach."""
+MAX_PARTIAL_VERSIONS = 1_024
+"""Versions of one actor received in part at a time."""
+MAX_PARTIAL_BYTES = 256 * 1024 * 1024
+"""Estimated bytes of buffered pieces of one actor."""
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS __corro_bookkeeping_gaps (actor_id BLOB NOT NULL, "
@@ -28,6 +50,20 @@ SCHEMA = [
 ]
 
 
+def change_size(ch: Change) -> int:
+    """Bytes a buffered change takes, roughly (the same estimate as ``_BUFFERED_SIZE_SQL``)."""
+    val = ch.val
+    size = len(val.encode()) if type(val) is str else len(val) if type(val) is bytes else 8
+    return 32 + len(ch.table) + len(ch.pk) + len(ch.cid) + size
+
+
+_BUFFERED_SIZE_SQL = (
+    'sum(32 + length(CAST("table" AS BLOB)) + length(pk) + length(CAST(cid AS BLOB)) + '
+    "CASE typeof(val) WHEN 'text' THEN length(CAST(val AS BLOB)) "
+    "WHEN 'blob' THEN length(val) ELSE 8 END)"
+)
+
+
 @attrs.define
 class Partial:
     """A version of which only some seqs arrived (they wait in the buffer table)."""
@@ -35,6 +71,8 @@ class Partial:
     seqs: RangeSet
     last_seq: int
     ts: int
+    bytes: int = 0
+    """Estimated size of its buffered changes (``change_size``), for MAX_PARTIAL_BYTES."""
 
     def complete(self) -> bool:
         return self.seqs.covers(0, self.last_seq)
@@ -52,8 +90,17 @@ class BookedVersions:
     partials: dict[int, Partial] = attrs.Factory(dict)
 
     def copy(self) -> BookedVersions:
-        partials = {v: Partial(p.seqs.copy(), p.last_seq, p.ts) for v, p in self.partials.items()}
+        partials = {
+            v: Partial(p.seqs.copy(), p.last_seq, p.ts, p.bytes) for v, p in self.partials.items()
+        }
         return BookedVersions(self.max, self.gaps.copy(), partials)
+
+    def ceiling(self) -> int:
+        """The highest version of this actor that may be believed now (MAX_VERSION_JUMP)."""
+        return min(MAX_CLOCK, self.max + MAX_VERSION_JUMP)
+
+    def partial_bytes(self) -> int:
+        return sum(p.bytes for p in self.partials.values())
 
     def knows(self, version: int) -> bool:
         return (
@@ -65,7 +112,11 @@ class BookedVersions:
     def knows_range(self, start: int, end: int) -> bool:
         if end > self.max or self.gaps.overlaps(start, end):
             return False
-        return not any(start <= v <= end for v in self.partials)
+        return not self.partials_in(start, end)
+
+    def partials_in(self, start: int, end: int) -> list[int]:
+        """The partial versions in start..=end (at most MAX_PARTIAL_VERSIONS of them)."""
+        return [v for v in self.partials if start <= v <= end]
 
     def knows_seqs(self, version: int, seqs: Range) -> bool:
         if self.knows(version):
@@ -82,8 +133,13 @@ class BookedVersions:
     def record(self, start: int, end: int) -> None:
         """Versions start..=end are now fully known (applied, or cleared)."""
         self._extend(start, end)
-        for v in [v for v in self.partials if start <= v <= end]:
+        for v in self.partials_in(start, end):
             del self.partials[v]
+
+    def forget_partial(self, version: int) -> None:
+        """A partial version's pieces were dropped: the version is missing again (a gap)."""
+        del self.partials[version]
+        self.gaps.add(version, version)
 
     def record_partial(self, version: int, seqs: Range, last_seq: int, ts: int) -> Partial:
         """Some seqs of a version arrived; returns the version's partial state."""
@@ -96,7 +152,8 @@ class BookedVersions:
 
 
 def load(conn: sqlite3.Connection) -> dict[bytes, BookedVersions]:
-    """The bookie as persisted: max per actor from crsql_db_versions, gaps, partial seqs."""
+    """The bookie as persisted: max per actor from crsql_db_versions, gaps, partial seqs and
+    the size of each partial version's buffered pieces."""
     bookie: dict[bytes, BookedVersions] = {}
     for actor, version in conn.execute("SELECT site_id, db_version FROM crsql_db_versions"):
         bookie[bytes(actor)] = BookedVersions(max=version)
@@ -109,24 +166,50 @@ def load(conn: sqlite3.Connection) -> dict[bytes, BookedVersions]:
     ):
         booked = bookie.setdefault(bytes(actor), BookedVersions())
         booked.record_partial(version, (start, end), last_seq, ts)
+    for actor, version, size in conn.execute(
+        f"SELECT site_id, db_version, {_BUFFERED_SIZE_SQL} FROM __corro_buffered_changes "
+        "GROUP BY site_id, db_version"
+    ):
+        partial = bookie.get(bytes(actor), BookedVersions()).partials.get(version)
+        if partial is not None:
+            partial.bytes = size
     return bookie
 
 
-def persist(conn: sqlite3.Connection, actor: bytes, booked: BookedVersions) -> None:
-    """Write one actor's bookkeeping (inside the caller's transaction)."""
-    conn.execute(
-        "INSERT INTO crsql_db_versions (site_id, db_version) VALUES (?, ?) "
-        "ON CONFLICT (site_id) DO UPDATE SET db_version = max(db_version, excluded.db_version)",
-        (actor, booked.max),
+def persist(
+    conn: sqlite3.Connection, actor: bytes, booked: BookedVersions, base: BookedVersions | None
+) -> None:
+    """Write what changed of one actor's bookkeeping since ``base`` (the published state the
+    batch started from; None for an actor new to it), inside the caller's transaction."""
+    if base is None or booked.max != base.max:
+        conn.execute(
+            "INSERT INTO crsql_db_versions (site_id, db_version) VALUES (?, ?) ON CONFLICT "
+            "(site_id) DO UPDATE SET db_version = max(db_version, excluded.db_version)",
+            (actor, booked.max),
+        )
+    old_gaps = set(base.gaps) if base is not None else set()
+    new_gaps = set(booked.gaps)
+    conn.executemany(
+        "DELETE FROM __corro_bookkeeping_gaps WHERE actor_id = ? AND start = ?",
+        [(actor, s) for s, _ in old_gaps - new_gaps],
     )
-    conn.execute("DELETE FROM __corro_bookkeeping_gaps WHERE actor_id = ?", (actor,))
     conn.executemany(
         'INSERT INTO __corro_bookkeeping_gaps (actor_id, start, "end") VALUES (?, ?, ?)',
-        [(actor, s, e) for s, e in booked.gaps],
+        [(actor, s, e) for s, e in new_gaps - old_gaps],
     )
-    conn.execute("DELETE FROM __corro_seq_bookkeeping WHERE site_id = ?", (actor,))
+    old_seqs = _seq_rows(base) if base is not None else set()
+    new_seqs = _seq_rows(booked)
+    conn.executemany(
+        "DELETE FROM __corro_seq_bookkeeping WHERE site_id = ? AND db_version = ? "
+        "AND start_seq = ?",
+        [(actor, v, s) for v, s, *_ in old_seqs - new_seqs],
+    )
     conn.executemany(
         "INSERT INTO __corro_seq_bookkeeping "
         "(site_id, db_version, start_seq, end_seq, last_seq, ts) VALUES (?, ?, ?, ?, ?, ?)",
-        [(actor, v, s, e, p.last_seq, p.ts) for v, p in booked.partials.items() for s, e in p.seqs],
+        [(actor, *row) for row in new_seqs - old_seqs],
     )
+
+
+def _seq_rows(booked: BookedVersions) -> set[tuple[int, int, int, int, int]]:
+    return {(v, s, e, p.last_seq, p.ts) for v, p in booked.partials.items() for s, e in p.seqs}

@@ -14,6 +14,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,7 +27,13 @@ import trio
 from corrosion_py import crdt
 from corrosion_py.crdt import Change
 from corrosion_py.crdt.state import ENGINE_DDL, conn_state, has_engine_tables
-from corrosion_py.errors import QueryError, StatementError, StorageFault, UnusableDatabase
+from corrosion_py.errors import (
+    ClockLimitError,
+    QueryError,
+    StatementError,
+    StorageFault,
+    UnusableDatabase,
+)
 from corrosion_py.store import bookkeeping, members
 from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
 from corrosion_py.store.apply import Applier, ApplyResult, Item, take_quarantined
@@ -38,7 +45,7 @@ from corrosion_py.store.hlc import HLC, ClockDriftError
 from corrosion_py.store.integrity import check_file, quick_check, refusal
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.schema import SchemaResult, apply_schema, apply_schema_statements
-from corrosion_py.store.sync import Need, Server, compute_needs, sync_state
+from corrosion_py.store.sync import Need, Served, Server, compute_needs, sync_state
 from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD
 from corrosion_py.wire.codec import encoded_change_size as size_of_change
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, SyncState
@@ -245,6 +252,9 @@ class Store:
         self._flush_lock = trio.Lock()
         self.read_limiter = trio.CapacityLimiter(readers)
         self.quarantined_total = 0
+        self.quarantine_dropped = 0
+        self.rejected: Counter[str] = Counter()
+        """Claims of remote changesets refused or cut by the apply rules, by reason."""
         self.clock_drift_rejections = 0
         self.batch_cost = 2_000  # column changes per apply transaction, adapted per batch
 
@@ -477,6 +487,9 @@ class Store:
                         if classify(exc) is not None:
                             raise  # the file failed, not the statement: the whole group fails
                         request.error = exc
+                    except ClockLimitError as exc:  # its version would pass MAX_CLOCK
+                        sql, _ = _split(request.statements[-1])
+                        request.error = StatementError(len(request.statements) - 1, sql, str(exc))
                 conn.execute("COMMIT")
                 with self._bookie_lock:
                     old = self.bookie.get(self.actor_id)
@@ -627,6 +640,8 @@ class Store:
             with self._bookie_lock:  # published only once committed
                 self.bookie.update(applier.work)
         self.quarantined_total += len(result.quarantined)
+        self.quarantine_dropped += result.quarantine_dropped
+        self.rejected.update(result.rejected)
         elapsed = time.perf_counter() - started
         if elapsed > 0.2:
             self.batch_cost = max(100, self.batch_cost // 2)
@@ -678,31 +693,36 @@ class Store:
         return compute_needs(self.sync_state(), theirs)
 
     def serve_sync(
-        self, needs: Mapping[bytes, Sequence[Need]], conn: sqlite3.Connection | None = None
+        self,
+        needs: Mapping[bytes, Sequence[Need]],
+        conn: sqlite3.Connection | None = None,
+        served: Served | None = None,
     ) -> Iterator[Changeset | EmptyChangeset]:
         """The changesets answering a peer's needs, newest versions first. No read transaction
         spans the iteration (the caller sends between items): each window of versions is read as
-        its own snapshot, so memory and WAL retention stay bounded however much is served."""
+        its own snapshot, so memory and WAL retention stay bounded however much is served.
+        ``served`` carries what the session got already (nothing is served twice in it)."""
         server = Server(
             conn or self.reader(),
             self.bookie_snapshot(),
             budget=SYNC_BUDGET,
             size_of=size_of_change,
             overhead=MAX_CHANGESET_OVERHEAD,
+            served=served,
         )
         for actor, actor_needs in needs.items():
             for need in actor_needs:
                 yield from server.serve(actor, need)
 
     async def stream_sync(
-        self, needs: Mapping[bytes, Sequence[Need]], batch: int = 64
+        self, needs: Mapping[bytes, Sequence[Need]], batch: int = 64, served: Served | None = None
     ) -> AsyncIterator[list[Changeset | EmptyChangeset]]:
         """`serve_sync` for trio code: batches read on a worker thread, on a connection of its
         own, so the event loop never blocks and nothing is held while the caller sends."""
         conn = connect(self.path, readonly=True)
         crdt.register(conn, create=False)
         try:
-            items = self.serve_sync(needs, conn)
+            items = self.serve_sync(needs, conn, served)
 
             def take() -> list[Changeset | EmptyChangeset]:
                 return list(itertools.islice(items, batch))

@@ -1,75 +1,98 @@
 """Anti-entropy logic without the network (reference §3.9): this node's sync state, what to ask
 a peer for given its state, and the changesets that answer a peer's needs.
 
-Serving walks the requested versions newest first, a window of versions per query, so memory
-stays bounded by the window whatever the size of the range. Versions with no surviving change
-rows (every cell overwritten since) are answered with empty ranges, versions in our own gaps are
-skipped, and versions we hold only in part are answered from the buffer with the seqs we have.
+What a peer's state may make us ask for is bounded (docs/limits.md): its head for an actor is
+believed only up to our ``ceiling()`` for that actor (``MAX_VERSION_JUMP`` past what we know),
+our own actor is never asked for, and needs stay whole ranges (the planner cuts them into
+requests lazily), so computing them is O(ranges) in time and memory, whatever the number of
+versions the ranges span.
+
+Serving walks the requested versions newest first, at most ``SERVE_WINDOW`` existing versions
+per query, finding them with a backward index scan (``crdt.top_versions``): the cost follows
+the versions that exist and the ranges of our bookkeeping, never the width of the requested
+range. Versions with no surviving change rows (every cell overwritten since) are answered with
+empty ranges, versions in our own gaps are skipped, and versions we hold only in part are
+answered from the buffer with the seqs we have. One session never gets a version twice
+(``Served``): a client repeating or overlapping its needs costs nothing more, and a session's
+work is bounded by the versions that exist and ``MAX_SESSION_NEEDS``.
 """
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections.abc import Callable, Iterator
 
 from corrosion_py import crdt
 from corrosion_py.crdt import Change
-from corrosion_py.store.bookkeeping import BookedVersions
+from corrosion_py.crdt.limits import MAX_CLOCK
+from corrosion_py.store.bookkeeping import MAX_VERSION_JUMP, BookedVersions
 from corrosion_py.store.chunking import chunk
 from corrosion_py.store.ranges import Range, RangeSet
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, NeedFull, NeedPartial, SyncState
 
 FULL_NEED_VERSIONS = 10  # versions per Full need (Corrosion's chunking of requests)
-SERVE_WINDOW = 64  # versions planned per query while serving
+SERVE_WINDOW = 64  # existing versions planned per query while serving
 SERVE_PAGE = 2_000  # change rows read per query while serving a large version
+MAX_SESSION_NEEDS = 4_096  # needs one sync session may send (a client's round sends <= 1,024)
 
 Need = NeedFull | NeedPartial
 
 
 def sync_state(actor_id: bytes, bookie: dict[bytes, BookedVersions]) -> SyncState:
-    heads = {actor: b.max for actor, b in bookie.items() if b.max > 0}
-    need = {actor: tuple(b.gaps) for actor, b in bookie.items() if b.gaps}
+    """What we advertise. Bookkeeping written before the limits existed may hold versions past
+    MAX_CLOCK; they are cut there, so the state stays one every peer decodes."""
+    heads = {actor: min(b.max, MAX_CLOCK) for actor, b in bookie.items() if b.max > 0}
+    need = {
+        actor: tuple(b.gaps.intersection(1, MAX_CLOCK))
+        for actor, b in bookie.items()
+        if b.gaps.overlaps(1, MAX_CLOCK)
+    }
     partial_need = {
-        actor: {v: tuple(p.missing()) for v, p in b.partials.items()}
+        actor: {
+            v: tuple(p.seqs.missing(0, min(p.last_seq, MAX_CLOCK)))
+            for v, p in b.partials.items()
+            if v <= MAX_CLOCK
+        }
         for actor, b in bookie.items()
         if b.partials
     }
     return SyncState(actor_id, heads, need, partial_need)
 
 
-def _split(ranges: list[Range]) -> list[NeedFull]:
-    out = []
-    for start, end in ranges:
-        for s in range(start, end + 1, FULL_NEED_VERSIONS):
-            out.append(NeedFull((s, min(end, s + FULL_NEED_VERSIONS - 1))))
-    return out
+def believed_head(ours: SyncState, actor: bytes, claimed: int) -> int:
+    """A peer's head for ``actor`` as far as we believe it: at most our ceiling for the actor
+    (``BookedVersions.ceiling``: MAX_VERSION_JUMP past our own head, never past MAX_CLOCK)."""
+    return min(claimed, ours.heads.get(actor, 0) + MAX_VERSION_JUMP, MAX_CLOCK)
 
 
 def compute_needs(ours: SyncState, theirs: SyncState) -> dict[bytes, list[Need]]:
-    """What to ask the peer whose state is ``theirs`` for, actor by actor (newest first)."""
+    """What to ask the peer whose state is ``theirs`` for, actor by actor (newest first): our
+    gaps it can fill and the versions past our head up to its believed head, as whole ranges,
+    and the missing seqs of our partial versions (the whole version when it holds it)."""
     out: dict[bytes, list[Need]] = {}
-    for actor, their_head in theirs.heads.items():
-        if actor == ours.actor_id or their_head <= 0:
+    for actor, claimed in theirs.heads.items():
+        if actor == ours.actor_id or claimed <= 0:
             continue
-        has = RangeSet([(1, their_head)])
-        for start, end in theirs.need.get(actor, ()):
-            has.remove(start, end)
+        their_head = believed_head(ours, actor, claimed)
         their_partials = theirs.partial_need.get(actor, {})
-        for version in their_partials:
-            has.remove(version, version)
+        lacking = RangeSet.from_ranges(
+            [*theirs.need.get(actor, ()), *((v, v) for v in their_partials)]
+        )
+        has = RangeSet.from_ranges(lacking.missing(1, their_head))
         wanted: list[Range] = []
         for start, end in ours.need.get(actor, ()):  # our gaps the peer can fill
             wanted += has.intersection(start, end)
         our_head = ours.heads.get(actor, 0)
         if their_head > our_head:
             wanted += has.intersection(our_head + 1, their_head)
-        needs: list[Need] = list(_split(sorted(wanted, reverse=True)))
+        needs: list[Need] = [NeedFull(r) for r in sorted(wanted, reverse=True)]
         for version, missing in ours.partial_need.get(actor, {}).items():
             if has.contains(version):
                 needs.append(NeedPartial(version, tuple(missing)))
             elif version in their_partials:
                 # they hold what they are not missing: ask for our missing minus theirs
-                theirs_missing = RangeSet(their_partials[version])
+                theirs_missing = RangeSet.from_ranges(their_partials[version])
                 ask = [r for s, e in missing for r in theirs_missing.missing(s, e)]
                 if ask:
                     needs.append(NeedPartial(version, tuple(ask)))
@@ -78,8 +101,63 @@ def compute_needs(ours: SyncState, theirs: SyncState) -> dict[bytes, list[Need]]
     return out
 
 
+class Served:
+    """What one sync session was served already: versions (per actor) and partial versions.
+    Memory is O(needs of the session), bounded by MAX_SESSION_NEEDS."""
+
+    def __init__(self) -> None:
+        self.full: dict[bytes, RangeSet] = {}
+        self.partial: set[tuple[bytes, int]] = set()
+
+    def take_full(self, actor: bytes, start: int, end: int) -> list[Range]:
+        """The parts of start..=end not served yet (now counted as served), ascending."""
+        served = self.full.setdefault(actor, RangeSet())
+        parts = served.missing(start, end)
+        served.add(start, end)
+        return parts
+
+    def take_partial(self, actor: bytes, version: int) -> bool:
+        """Whether a partial need for ``version`` is to be served (only once per session)."""
+        served = self.full.get(actor)
+        if (actor, version) in self.partial or (served is not None and served.contains(version)):
+            return False
+        self.partial.add((actor, version))
+        return True
+
+
+_ROWS, _PARTIAL, _GAP, _CLEARED = range(4)
+
+
+def _segments(
+    lo: int, hi: int, existing: list[int], gaps: RangeSet, partials: list[int]
+) -> Iterator[tuple[int, int, int]]:
+    """lo..=hi as (kind, start, end) segments, highest first: versions with change rows, partial
+    versions, our gaps, and the cleared versions between them. O(existing + ranges)."""
+    special = {v: _PARTIAL for v in partials}
+    special.update((v, _ROWS) for v in existing)
+    points = sorted(special)
+    pieces = [(v, v, kind) for v, kind in special.items()]
+    for start, end in gaps.intersection(lo, hi):  # a gap minus the versions we do hold
+        cursor = start
+        for v in points[bisect.bisect_left(points, start) : bisect.bisect_right(points, end)]:
+            if v > cursor:
+                pieces.append((cursor, v - 1, _GAP))
+            cursor = v + 1
+        if cursor <= end:
+            pieces.append((cursor, end, _GAP))
+    cursor = hi
+    for start, end, kind in sorted(pieces, reverse=True):
+        if end < cursor:
+            yield (_CLEARED, end + 1, cursor)
+        yield (kind, start, end)
+        cursor = start - 1
+    if cursor >= lo:
+        yield (_CLEARED, lo, cursor)
+
+
 class Server:
-    """Answers needs from a read connection and a snapshot of the bookkeeping."""
+    """Answers needs from a read connection and a snapshot of the bookkeeping; ``served`` is
+    the session's record of what it got already (a fresh one when not given)."""
 
     def __init__(
         self,
@@ -89,15 +167,18 @@ class Server:
         budget: int,
         size_of: Callable[[Change], int],
         overhead: int,
+        served: Served | None = None,
     ) -> None:
         self.conn = conn
         self.bookie = bookie
         self.budget, self.size_of, self.overhead = budget, size_of, overhead
+        self.served = served if served is not None else Served()
 
     def serve(self, actor: bytes, need: Need) -> Iterator[Changeset | EmptyChangeset]:
         if isinstance(need, NeedFull):
-            yield from self._full(actor, *need.versions)
-        else:
+            for start, end in reversed(self.served.take_full(actor, *need.versions)):
+                yield from self._full(actor, start, end)
+        elif self.served.take_partial(actor, need.version):
             yield from self._partial(actor, need.version, need.seqs)
 
     def _pieces(
@@ -117,10 +198,14 @@ class Server:
     def _full(self, actor: bytes, start: int, end: int) -> Iterator[Changeset | EmptyChangeset]:
         booked = self.bookie.get(actor, BookedVersions())
         end = min(end, booked.max)
+        partials = sorted(booked.partials_in(start, end))
         empty: Range | None = None  # consecutive versions with no surviving rows
         hi = end
         while hi >= start:
-            lo = max(start, hi - SERVE_WINDOW + 1)
+            top = crdt.top_versions(
+                self.conn, site_id=actor, min_version=start, max_version=hi, limit=SERVE_WINDOW
+            )
+            lo = top[-1] if len(top) == SERVE_WINDOW else start
             sizes = crdt.version_sizes(self.conn, site_id=actor, min_version=lo, max_version=hi)
             small = {v for v, (n, _) in sizes.items() if n <= SERVE_PAGE}
             by_version: dict[int, list[Change]] = {}
@@ -130,23 +215,27 @@ class Server:
                 ):
                     if ch.db_version in small:
                         by_version.setdefault(ch.db_version, []).append(ch)
-            for version in range(hi, lo - 1, -1):
-                size = sizes.get(version)
-                unknown = version in booked.partials or booked.gaps.contains(version)
-                if size is None and not unknown:
-                    empty = (version, empty[1] if empty else version)
+            window = partials[bisect.bisect_left(partials, lo) : bisect.bisect_right(partials, hi)]
+            for kind, first, last in _segments(lo, hi, list(sizes), booked.gaps, window):
+                if kind == _CLEARED:
+                    if empty is not None and empty[0] == last + 1:
+                        empty = (first, empty[1])
+                        continue
+                    if empty is not None:
+                        yield EmptyChangeset(actor, empty, 0)
+                    empty = (first, last)
                     continue
                 if empty is not None:
                     yield EmptyChangeset(actor, empty, 0)
                     empty = None
-                if size is None:
-                    if version in booked.partials:
-                        yield from self._buffered(actor, version, None)
-                elif version in by_version:
-                    rows = by_version.pop(version)
-                    yield from self._pieces(actor, version, rows, size[1], 0)
-                else:
-                    yield from self._paged(actor, version, size[1])
+                if kind == _PARTIAL:
+                    yield from self._buffered(actor, first, None)
+                elif kind == _ROWS:
+                    size = sizes[first]
+                    if first in by_version:
+                        yield from self._pieces(actor, first, by_version.pop(first), size[1], 0)
+                    else:
+                        yield from self._paged(actor, first, size[1])
             hi = lo - 1
         if empty is not None:
             yield EmptyChangeset(actor, empty, 0)

@@ -42,6 +42,7 @@ from typing import Any
 import cbor2
 
 from corrosion_py.crdt import Change
+from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.wire import schema
 from corrosion_py.wire.errors import (
     DecodeError,
@@ -276,9 +277,9 @@ def changeset_overhead(
 MAX_CHANGESET_OVERHEAD = changeset_overhead(
     cluster_id=MAX_CLUSTER_ID,
     actor_id=bytes(16),
-    version=schema.I64_MAX,
-    seqs=(schema.I64_MAX, schema.I64_MAX),
-    last_seq=schema.I64_MAX,
+    version=MAX_CLOCK,
+    seqs=(MAX_CLOCK, MAX_CLOCK),
+    last_seq=MAX_CLOCK,
     ts=schema.U64_MAX,
     n_changes=2**16 - 1,
 )

@@ -19,11 +19,19 @@ Layout (after ``[protocol_version, cluster_id, tag]``; ``R`` is a range ``[start
     8    SyncDone         (no fields)
 
 Rules: arrays have exactly the listed number of items (extra fields need a new protocol
-version); actor ids are 16-byte strings; versions are in [1, 2**63-1] (a head may be 0); seqs,
-col_version and db_version in [0, 2**63-1], cl in [1, 2**63-1] (the CRR engine's own minima);
-ranges have start <= end; last_seq >= seqs end; ts in [0, 2**64-1]; integers are never bools;
-a value is None, an int in [-2**63, 2**63-1], a float, a str or bytes; no map repeats an actor
-(or a version inside partial_need). Every violation raises DecodeError with a readable reason.
+version); actor ids are 16-byte strings; versions are in [1, MAX_CLOCK] (a head may be 0);
+seqs, last_seq, col_version and db_version in [0, MAX_CLOCK], cl in [1, MAX_CLOCK] (MAX_CLOCK =
+2**53 - 1, the CRR engine's limit: nothing above it can be stored or bumped safely); ranges have
+start <= end; last_seq >= seqs end; ts in [0, 2**64-1]; integers are never bools; a value is
+None, an int in [-2**63, 2**63-1], a float, a str or bytes; no map repeats an actor (or a
+version inside partial_need). Every violation raises DecodeError with a readable reason.
+
+Claims a message makes about itself must agree: every change of a Changeset belongs to it (its
+site_id is the changeset's actor, its db_version the changeset's version, its seq inside the
+changeset's seqs). Sizes are bounded so no message can make a node build an unbounded structure:
+a SyncState names at most MAX_STATE_ACTORS actors and MAX_STATE_RANGES ranges and partial
+versions in all; a SyncRequest carries at most MAX_REQUEST_NEEDS needs and MAX_REQUEST_RANGES
+seq ranges in all.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from corrosion_py.crdt import Change
+from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.wire.errors import DecodeError
 from corrosion_py.wire.messages import (
     REJECTION_REASONS,
@@ -55,6 +64,15 @@ I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
 U64_MAX = 2**64 - 1
 ACTOR_ID_LEN = 16
+
+MAX_STATE_ACTORS = 65_536
+"""Actors one SyncState may name (heads, need and partial_need each)."""
+MAX_STATE_RANGES = 262_144
+"""Version ranges, partial versions and seq ranges one SyncState may hold in all."""
+MAX_REQUEST_NEEDS = 256
+"""Needs one SyncRequest may carry (clients send 10)."""
+MAX_REQUEST_RANGES = 4_096
+"""Seq ranges the partial needs of one SyncRequest may carry in all."""
 
 # Wire tags; never reuse a number, add new types at the end.
 CHANGESET = 1
@@ -99,11 +117,11 @@ def _int(x: object, lo: int, hi: int, what: str) -> int:
 
 
 def _version(x: object, what: str = "version") -> int:
-    return _int(x, 1, I64_MAX, what)
+    return _int(x, 1, MAX_CLOCK, what)
 
 
 def _seq(x: object, what: str = "seq") -> int:
-    return _int(x, 0, I64_MAX, what)
+    return _int(x, 0, MAX_CLOCK, what)
 
 
 def _ts(x: object) -> int:
@@ -131,15 +149,29 @@ def _actor(x: object, what: str = "actor id") -> bytes:
 
 def _range(x: object, lo: int, what: str) -> Range:
     start, end = _array(x, 2, what)
-    start = _int(start, lo, I64_MAX, f"{what} start")
-    end = _int(end, lo, I64_MAX, f"{what} end")
+    start = _int(start, lo, MAX_CLOCK, f"{what} start")
+    end = _int(end, lo, MAX_CLOCK, f"{what} end")
     if start > end:
         raise DecodeError(f"{what} has start {start} > end {end}")
     return (start, end)
 
 
-def _ranges(x: object, lo: int, what: str) -> tuple[Range, ...]:
-    return tuple(_range(r, lo, what) for r in _list(x, f"{what} list"))
+class _Budget:
+    """How many more items a message may hold; decoding stops at the first one past it."""
+
+    def __init__(self, left: int, what: str) -> None:
+        self.left, self.what = left, what
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise DecodeError(f"{self.what}: too many items")
+
+
+def _ranges(x: object, lo: int, what: str, budget: _Budget) -> tuple[Range, ...]:
+    items = _list(x, f"{what} list")
+    budget.take(len(items))
+    return tuple(_range(r, lo, what) for r in items)
 
 
 def _value(x: object) -> SqlValue:
@@ -175,19 +207,19 @@ def change_from_wire(x: object) -> Change:
         and type(dbv) is int
         and type(cl) is int
         and type(seq) is int
-        and 0 <= cv <= I64_MAX
-        and 0 <= dbv <= I64_MAX
-        and 1 <= cl <= I64_MAX
-        and 0 <= seq <= I64_MAX
+        and 0 <= cv <= MAX_CLOCK
+        and 0 <= dbv <= MAX_CLOCK
+        and 1 <= cl <= MAX_CLOCK
+        and 0 <= seq <= MAX_CLOCK
     ):
         _str(table, "change table")
         _bytes(pk, "change pk")
         _str(cid, "change cid")
-        _int(cv, 0, I64_MAX, "change col_version")
-        _int(dbv, 0, I64_MAX, "change db_version")
+        _int(cv, 0, MAX_CLOCK, "change col_version")
+        _int(dbv, 0, MAX_CLOCK, "change db_version")
         _actor(site_id, "change site_id")
-        _int(cl, 1, I64_MAX, "change cl")
-        _int(seq, 0, I64_MAX, "change seq")
+        _int(cl, 1, MAX_CLOCK, "change cl")
+        _int(seq, 0, MAX_CLOCK, "change seq")
     return Change(table, pk, cid, _value(val), cv, dbv, site_id, cl, seq)
 
 
@@ -206,14 +238,17 @@ def _changeset_from(f: list[Any]) -> Changeset:
     last = _seq(last_seq, "last_seq")
     if last < seq_range[1]:
         raise DecodeError(f"last_seq {last} is below the end of seqs {seq_range}")
-    return Changeset(
-        actor_id=_actor(actor_id),
-        version=_version(version),
-        changes=tuple(change_from_wire(c) for c in _list(changes, "changes")),
-        seqs=seq_range,
-        last_seq=last,
-        ts=_ts(ts),
-    )
+    actor, v = _actor(actor_id), _version(version)
+    rows = tuple(change_from_wire(c) for c in _list(changes, "changes"))
+    lo, hi = seq_range
+    for ch in rows:
+        if ch.site_id != actor or ch.db_version != v or not lo <= ch.seq <= hi:
+            raise DecodeError(
+                f"a change (site, db_version {ch.db_version}, seq {ch.seq}) does not belong to "
+                f"the changeset (version {v}, seqs {lo}..{hi})"
+            )
+    return Changeset(actor_id=actor, version=v, changes=rows, seqs=seq_range, last_seq=last,
+                     ts=_ts(ts))  # fmt: skip
 
 
 def _empty_to(m: EmptyChangeset) -> list[object]:
@@ -251,23 +286,32 @@ def _unique(d: dict[Any, Any], key: object, what: str) -> None:
 
 def _state_from(f: list[Any]) -> SyncState:
     actor_id, heads_w, need_w, partial_w = f
+    budget = _Budget(MAX_STATE_RANGES, f"a sync state holds at most {MAX_STATE_RANGES} ranges")
     heads: dict[bytes, int] = {}
-    for a, h in _pairs(heads_w, "heads"):
+    for a, h in _actors(heads_w, "heads"):
         _unique(heads, _actor(a), "heads")
-        heads[a] = _int(h, 0, I64_MAX, "head")
+        heads[a] = _int(h, 0, MAX_CLOCK, "head")
     need: dict[bytes, tuple[Range, ...]] = {}
-    for a, rs in _pairs(need_w, "need"):
+    for a, rs in _actors(need_w, "need"):
         _unique(need, _actor(a), "need")
-        need[a] = _ranges(rs, 1, "needed versions")
+        need[a] = _ranges(rs, 1, "needed versions", budget)
     partial: dict[bytes, dict[int, tuple[Range, ...]]] = {}
-    for a, per_w in _pairs(partial_w, "partial_need"):
+    for a, per_w in _actors(partial_w, "partial_need"):
         _unique(partial, _actor(a), "partial_need")
         per: dict[int, tuple[Range, ...]] = {}
         for v, rs in _pairs(per_w, "partial_need versions"):
+            budget.take(1)
             _unique(per, _version(v), "partial_need versions")
-            per[v] = _ranges(rs, 0, "needed seqs")
+            per[v] = _ranges(rs, 0, "needed seqs", budget)
         partial[a] = per
     return SyncState(_actor(actor_id), heads, need, partial)
+
+
+def _actors(x: object, what: str) -> list[tuple[Any, Any]]:
+    """The per-actor pairs of a sync state, at most MAX_STATE_ACTORS of them."""
+    if type(x) is list and len(x) > MAX_STATE_ACTORS:
+        raise DecodeError(f"{what} names more than {MAX_STATE_ACTORS} actors")
+    return _pairs(x, what)
 
 
 def _need_to(n: Need) -> list[object]:
@@ -278,7 +322,7 @@ def _need_to(n: Need) -> list[object]:
     raise DecodeError(f"a need must be NeedFull or NeedPartial, got {type(n).__name__}")
 
 
-def _need_from(x: object) -> Need:
+def _need_from(x: object, budget: _Budget) -> Need:
     items = _list(x, "need")
     kind = items[0] if items else None
     if type(kind) is int and kind == _NEED_FULL:
@@ -286,7 +330,7 @@ def _need_from(x: object) -> Need:
         return NeedFull(_range(versions, 1, "needed versions"))
     if type(kind) is int and kind == _NEED_PARTIAL:
         _, version, seqs = _array(items, 3, "partial need")
-        return NeedPartial(_version(version), _ranges(seqs, 0, "needed seqs"))
+        return NeedPartial(_version(version), _ranges(seqs, 0, "needed seqs", budget))
     raise DecodeError(f"a need must start with {_NEED_FULL} or {_NEED_PARTIAL}, got {_kind(kind)}")
 
 
@@ -296,11 +340,14 @@ def _request_to(m: SyncRequest) -> list[object]:
 
 def _request_from(f: list[Any]) -> SyncRequest:
     (needs_w,) = f
-    needs = tuple(
-        (_actor(a), tuple(_need_from(n) for n in _list(ns, "needs")))
-        for a, ns in _pairs(needs_w, "request")
-    )
-    return SyncRequest(needs)
+    count = _Budget(MAX_REQUEST_NEEDS, f"a sync request holds at most {MAX_REQUEST_NEEDS} needs")
+    seqs = _Budget(MAX_REQUEST_RANGES, f"a sync request holds at most {MAX_REQUEST_RANGES} ranges")
+    needs = []
+    for a, ns in _pairs(needs_w, "request"):
+        items = _list(ns, "needs")
+        count.take(max(1, len(items)))
+        needs.append((_actor(a), tuple(_need_from(n, seqs) for n in items)))
+    return SyncRequest(tuple(needs))
 
 
 def _rejection_to(m: SyncRejection) -> list[object]:

@@ -14,9 +14,9 @@ from corrosion_py.store.store import Store
 from corrosion_py.wire import Changeset
 
 
-async def feed_remote_versions(agent: Agent, tmp: Path) -> None:
+async def feed_remote_versions(agent: Agent, tmp: Path) -> bytes:
     """Another actor writes versions 1..6; this node gets 3 and 6 whole and one piece of 5:
-    gaps 1, 2, 4 and a partial 5, so 4 versions missing."""
+    gaps 1, 2, 4 and a partial 5, so 4 versions missing. Returns the actor."""
     (tmp / "peer.sql").write_text(SCHEMA)
     peer = Store.open(tmp / "peer.db", schema_paths=[tmp / "peer.sql"])
     try:
@@ -33,6 +33,7 @@ async def feed_remote_versions(agent: Agent, tmp: Path) -> None:
     await trio.sleep(0.05)  # so the apply lag is clearly above 0
     await agent.apply_queue.put([sets[3], sets[6], piece])
     await agent.apply_queue.drained()
+    return five.actor_id
 
 
 async def test_health_golden_and_thresholds(tmp_path: Path) -> None:
@@ -53,7 +54,11 @@ async def test_health_golden_and_thresholds(tmp_path: Path) -> None:
             assert r.status_code == 429
             assert (await client.get("/v1/health?gaps=0&max_queue=0")).status_code == 200
 
-            await feed_remote_versions(agent, tmp_path)
+            actor = await feed_remote_versions(agent, tmp_path)
+            # an actor neither a member nor advertised by one: its claims count for nothing
+            r = await client.get("/v1/health?gaps=0")
+            assert r.status_code == 200 and r.json()["response"]["gaps"] == 0
+            agent.syncer.learnt[actor] = None  # as when a member's sync state advertises it
             r = await client.get("/v1/health")
             assert r.status_code == 200
             body = r.json()["response"]

@@ -176,11 +176,11 @@ def test_bookkeeping_survives_reopen(tmp_path: Path, open_store, schema: Path) -
         again.close()
 
 
-def test_own_and_known_changes_are_skipped(open_store) -> None:  # type: ignore[no-untyped-def]
+def test_own_changes_are_refused_and_known_ones_skipped(open_store) -> None:  # type: ignore[no-untyped-def]
     a, b = open_store("a"), open_store("b")
     cs = a.transaction_sync(["INSERT INTO apps VALUES ('x', 'o')"]).changeset
     assert cs is not None
-    assert a.apply_sync([cs]).skipped == 1
+    assert a.apply_sync([cs]).rejected == {"own_actor": 1}
     first = b.apply_sync([cs, cs])
     assert first.applied == [(a.actor_id, 1)] and first.skipped == 1
     assert [c.cid for c in first.impactful] == ["org"]

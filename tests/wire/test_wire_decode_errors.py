@@ -108,6 +108,10 @@ BAD = {
     "version 0": changeset(version=0),
     "version negative": changeset(version=-1),
     "version > i64": changeset(version=2**63),
+    "version > MAX_CLOCK": changeset(version=2**53),
+    "version i64 max": changeset(version=2**63 - 1),
+    "seqs end > MAX_CLOCK": changeset(seqs=[0, 2**53], last_seq=2**53),
+    "last_seq > MAX_CLOCK": changeset(last_seq=2**53),
     "version bool": changeset(version=True),
     "version float": changeset(version=1.0),
     "seqs reversed": changeset(seqs=[2, 1], last_seq=5),
@@ -141,10 +145,36 @@ BAD = {
     "site 15 bytes": with_change(site=A[:15]),
     "cl 0": with_change(cl=0),
     "cl > i64": with_change(cl=2**63),
+    "cl > MAX_CLOCK": with_change(cl=2**53),
+    "col_version > MAX_CLOCK": with_change(cv=2**53),
+    "col_version i64 max": with_change(cv=2**63 - 1),
+    "db_version > MAX_CLOCK": with_change(dbv=2**53),
     "seq negative": with_change(seq=-1),
+    "seq > MAX_CLOCK": with_change(seq=2**53),
+    # a change must belong to its changeset
+    "change of another actor": with_change(site=bytes(16)),
+    "change of another version": with_change(dbv=2),
+    "change seq outside seqs": with_change(seq=1),
     # other messages
     "empty changeset versions from 0": raw(schema.EMPTY_CHANGESET, A, [0, 1], 0),
     "empty changeset reversed": raw(schema.EMPTY_CHANGESET, A, [3, 2], 0),
+    "empty changeset to 2**63-1": raw(schema.EMPTY_CHANGESET, A, [1, 2**63 - 1], 0),
+    "empty changeset past MAX_CLOCK": raw(schema.EMPTY_CHANGESET, A, [1, 2**53], 0),
+    "state head > MAX_CLOCK": raw(schema.SYNC_STATE, A, [[A, 2**53]], [], []),
+    "state too many actors": raw(
+        schema.SYNC_STATE, A, [[i.to_bytes(16, "big"), 1] for i in range(65_537)], [], []
+    ),
+    "state too many ranges": raw(
+        schema.SYNC_STATE, A, [], [[A, [[2 * i + 1, 2 * i + 1] for i in range(262_145)]]], []
+    ),
+    "state too many partial versions": raw(
+        schema.SYNC_STATE, A, [], [], [[A, [[v, []] for v in range(1, 262_146)]]]
+    ),
+    "request too many needs": raw(schema.SYNC_REQUEST, [[A, [[0, [1, 1]]] * 257]]),
+    "request too many seq ranges": raw(
+        schema.SYNC_REQUEST, [[A, [[1, 1, [[i, i] for i in range(4_097)]]]]]
+    ),
+    "request need past MAX_CLOCK": raw(schema.SYNC_REQUEST, [[A, [[0, [1, 2**53]]]]]),
     "state head negative": raw(schema.SYNC_STATE, A, [[A, -1]], [], []),
     "state duplicate head": raw(schema.SYNC_STATE, A, [[A, 1], [A, 2]], [], []),
     "state head not pair": raw(schema.SYNC_STATE, A, [[A, 1, 2]], [], []),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from wire_strategies import (
 
 from corrosion_py import wire
 from corrosion_py.crdt import Change
+from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.errors import CorrosionError
 
 A = bytes(range(16))
@@ -69,8 +71,8 @@ def test_sync_request_round_trips(req: wire.SyncRequest) -> None:
     "msg",
     [
         wire.Changeset(A, 1, (), (0, 0), 0, 0),
-        wire.Changeset(A, I64_MAX, (), (I64_MAX, I64_MAX), I64_MAX, U64_MAX),
-        wire.EmptyChangeset(A, (1, I64_MAX), U64_MAX),
+        wire.Changeset(A, MAX_CLOCK, (), (MAX_CLOCK, MAX_CLOCK), MAX_CLOCK, U64_MAX),
+        wire.EmptyChangeset(A, (1, MAX_CLOCK), U64_MAX),
         wire.SyncState(A, {}, {}, {}),
         wire.SyncState(A, {B: 0}, {B: ()}, {B: {}}),
         wire.SyncRequest(()),
@@ -130,6 +132,7 @@ def test_nan_arrives_as_a_nan(bits: int) -> None:
 
 @given(changes)
 def test_encoding_is_canonical_and_compact(ch: Change) -> None:
+    ch = attrs.evolve(ch, site_id=A, db_version=1, seq=0)  # a change belongs to its changeset
     data = wire.encode(wire.Changeset(A, 1, (ch,), (0, 0), 0, 0), cluster_id=1)
     # a changeset is an array of 9 items: [1, cluster, tag, actor, version, changes, seqs, ...]
     assert data[0] == 0x80 | 9

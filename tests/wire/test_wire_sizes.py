@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from wire_strategies import I64_MAX, U64_MAX, actors, changes, changesets, cluster_ids
+from wire_strategies import U64_MAX, actors, changes, changesets, cluster_ids
 
 from corrosion_py import wire
 from corrosion_py.crdt import Change
+from corrosion_py.crdt.limits import MAX_CLOCK
 
 
 def _overhead(cs: wire.Changeset, cluster_id: int, n: int | None = None) -> int:
@@ -31,6 +33,7 @@ def test_sizes_add_up_exactly(cs: wire.Changeset, cluster_id: int) -> None:
 
 @given(changesets(max_changes=4), changes)
 def test_adding_a_change_adds_its_size(cs: wire.Changeset, ch: Change) -> None:
+    ch = attrs.evolve(ch, site_id=cs.actor_id, db_version=cs.version, seq=cs.seqs[0])
     bigger = wire.Changeset(cs.actor_id, cs.version, (*cs.changes, ch), cs.seqs, cs.last_seq, cs.ts)
     before = len(wire.encode(cs, cluster_id=1))
     after = len(wire.encode(bigger, cluster_id=1))
@@ -47,7 +50,7 @@ def test_changes_array_header_sizes(actor: bytes, n: int) -> None:
 
 
 def test_max_overhead_is_the_largest() -> None:
-    worst = wire.Changeset(bytes(16), I64_MAX, (), (I64_MAX, I64_MAX), I64_MAX, U64_MAX)
+    worst = wire.Changeset(bytes(16), MAX_CLOCK, (), (MAX_CLOCK, MAX_CLOCK), MAX_CLOCK, U64_MAX)
     assert _overhead(worst, wire.MAX_CLUSTER_ID, 2**16 - 1) == wire.MAX_CHANGESET_OVERHEAD
     assert wire.MAX_CHANGESET_OVERHEAD == 72
 

@@ -1,10 +1,13 @@
-"""Hypothesis strategies for wire messages (valid ones: every field within the wire rules)."""
+"""Hypothesis strategies for wire messages (valid ones: every field within the wire rules,
+every clock at most MAX_CLOCK, every change of a changeset belonging to it)."""
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import strategies as st
 
 from corrosion_py.crdt import Change
+from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.wire import (
     REJECTION_REASONS,
     Changeset,
@@ -38,8 +41,8 @@ def _ints(lo: int, hi: int) -> st.SearchStrategy[int]:
 
 
 actors = st.binary(min_size=16, max_size=16)
-versions = _ints(1, I64_MAX)
-seqs = _ints(0, I64_MAX)
+versions = _ints(1, MAX_CLOCK)
+seqs = _ints(0, MAX_CLOCK)
 timestamps = _ints(0, U64_MAX)
 cluster_ids = st.one_of(st.sampled_from([0, 1, 65535]), st.integers(0, 65535))
 
@@ -54,7 +57,7 @@ sql_values = st.one_of(
 )
 
 
-def ranges(lo: int, hi: int = I64_MAX) -> st.SearchStrategy[Range]:
+def ranges(lo: int, hi: int = MAX_CLOCK) -> st.SearchStrategy[Range]:
     return st.tuples(_ints(lo, hi), _ints(lo, hi)).map(lambda t: (min(t), max(t)))
 
 
@@ -64,10 +67,10 @@ changes = st.builds(
     pk=st.binary(max_size=24),
     cid=st.one_of(st.just("-1"), st.text(max_size=12)),
     val=sql_values,
-    col_version=_ints(0, I64_MAX),
-    db_version=_ints(0, I64_MAX),
+    col_version=_ints(0, MAX_CLOCK),
+    db_version=_ints(0, MAX_CLOCK),
     site_id=actors,
-    cl=_ints(1, I64_MAX),
+    cl=_ints(1, MAX_CLOCK),
     seq=seqs,
 )
 
@@ -75,11 +78,16 @@ changes = st.builds(
 @st.composite
 def changesets(draw: st.DrawFn, max_changes: int = 8) -> Changeset:
     start, end = draw(ranges(0))
-    last_seq = draw(st.one_of(st.just(end), _ints(end, I64_MAX)))
+    last_seq = draw(st.one_of(st.just(end), _ints(end, MAX_CLOCK)))
+    actor, version = draw(actors), draw(versions)
+    rows = [
+        attrs.evolve(ch, site_id=actor, db_version=version, seq=draw(st.integers(start, end)))
+        for ch in draw(st.lists(changes, max_size=max_changes))
+    ]
     return Changeset(
-        actor_id=draw(actors),
-        version=draw(versions),
-        changes=tuple(draw(st.lists(changes, max_size=max_changes))),
+        actor_id=actor,
+        version=version,
+        changes=tuple(rows),
         seqs=(start, end),
         last_seq=last_seq,
         ts=draw(timestamps),
@@ -91,7 +99,7 @@ empty_changesets = st.builds(EmptyChangeset, actors, ranges(1), timestamps)
 sync_states = st.builds(
     SyncState,
     actor_id=actors,
-    heads=st.dictionaries(actors, _ints(0, I64_MAX), max_size=4),
+    heads=st.dictionaries(actors, _ints(0, MAX_CLOCK), max_size=4),
     need=st.dictionaries(actors, st.lists(ranges(1), max_size=3).map(tuple), max_size=3),
     partial_need=st.dictionaries(
         actors,
