@@ -76,6 +76,9 @@ ARRIVALS_KEPT = 100_000
 MAX_HANDSHAKES = 64
 """Gossip TCP connections in their encryption handshake at once; more are closed at once and
 counted (each handshake lasts at most the handshake timeout)."""
+MAX_PLAINTEXT_STREAMS = 64
+"""Without keys, gossip TCP connections served at once (push-pulls and sync sessions, each
+bounded in time); more are closed at once and counted in ``tcp_refused_busy``."""
 
 _STATES = {
     MemberState.ALIVE: "alive",
@@ -253,6 +256,8 @@ class Agent:
         self._member_listeners: set[trio.MemorySendChannel[SwimEvent]] = set()
         self.member_events_dropped = 0
         self._handshakes = 0
+        self._plaintext_streams = 0
+        self.tcp_refused_busy = 0
 
     # -- opening and closing ---------------------------------------------------------------------
 
@@ -536,6 +541,7 @@ class Agent:
             "swim": dict(self.membership.core.stats),
             "push_pull": dict(self.membership.push_pull_stats),
             "udp": {**attrs.asdict(self.endpoint.stats), "unrouted": self.stats_udp_unrouted},
+            "tcp": {"refused_busy": self.tcp_refused_busy},
             "security": self.security.stats() if self.security is not None else None,
         }  # fmt: skip
 
@@ -569,7 +575,16 @@ class Agent:
         """A connection to the gossip port: sealed first (when keyed), then the sync server,
         which hands push-pulls on."""
         if self.security is None:
-            await self.sync_server.serve(raw)
+            if self._plaintext_streams >= MAX_PLAINTEXT_STREAMS:
+                self.tcp_refused_busy += 1
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(raw)
+                return
+            self._plaintext_streams += 1
+            try:
+                await self.sync_server.serve(raw)
+            finally:
+                self._plaintext_streams -= 1
             return
         stream: SecureStream | None = None
         if self._handshakes >= MAX_HANDSHAKES:

@@ -22,6 +22,7 @@ import trio
 
 from corrosion_py import crdt
 from corrosion_py.agent import Agent, AgentConfig
+from corrosion_py.agent.agent import MAX_PLAINTEXT_STREAMS
 from corrosion_py.api.health import count_gaps
 from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.gossip.sync import MAX_ROUND_NEEDS
@@ -534,3 +535,23 @@ async def test_a_greedy_sync_client_costs_what_exists_and_is_cut_off_past_its_bu
         assert b.sync_server.stats.too_many_needs == 1
         await replicated(agents, a, 100, "a writes on")
         await replicated(agents, b, 101, "b writes on")
+
+
+async def test_a_flood_of_idle_tcp_connections_is_capped_and_sync_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Without keys, 200 connections that never send a byte: at most MAX_PLAINTEXT_STREAMS are
+    served at once (the rest closed at once and counted), each served one ends at the hello
+    timeout, and a sync round works once they are gone."""
+    async with cluster(tmp_path, 2, sync_interval=(0.3, 0.6)) as agents:
+        a, b = agents
+        streams = [await trio.open_tcp_stream(*b.gossip_addr) for _ in range(200)]
+        try:
+            # (a's own sync attempts during the flood may be refused too)
+            await wait_for(lambda: b.tcp_refused_busy >= 200 - MAX_PLAINTEXT_STREAMS)
+        finally:
+            for stream in streams:
+                await stream.aclose()
+        rounds = a.syncer.stats["rounds_ok"]  # a syncs with b's server
+        await wait_for(lambda: a.syncer.stats["rounds_ok"] > rounds)
+        await replicated(agents, a, 200, "after the flood")
