@@ -40,8 +40,8 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from corrosion_py.agent import Agent, AgentConfig
-from corrosion_py.agent.processes import AgentProcess
 from corrosion_py.swim import LOCAL
+from corrosion_py.testing.agent_process import AgentProcess
 
 SCHEMA = """
 CREATE TABLE machines (id TEXT PRIMARY KEY NOT NULL, app_id INTEGER, state TEXT,

@@ -21,7 +21,7 @@ import common
 
 from corrosion_py import crdt
 from corrosion_py.crdt.limits import MAX_CLOCK
-from corrosion_py.gossip.sync import plan_requests
+from corrosion_py.replication.sync_plan import plan_requests
 from corrosion_py.store.store import Store
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, NeedFull, SyncState
 

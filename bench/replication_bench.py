@@ -27,8 +27,8 @@ from typing import Any
 
 import common
 
-from corrosion_py.agent.processes import AgentProcess, agent_cluster, wait_converged
 from corrosion_py.store.store import Store
+from corrosion_py.testing.agent_process import AgentProcess, agent_cluster, wait_converged
 from corrosion_py.wire import encode
 from corrosion_py.wire.keyring import Keyring, generate_key
 from corrosion_py.wire.seal import OVERHEAD, DatagramOpener, DatagramSealer

@@ -12,7 +12,7 @@ import time
 
 import common
 
-from corrosion_py.net.processes import detection_delays, local_cluster, wait_converged
+from corrosion_py.testing.swim_process import detection_delays, local_cluster, wait_converged
 
 
 def main() -> None:

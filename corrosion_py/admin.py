@@ -141,7 +141,7 @@ async def _sync_state(agent: Agent) -> dict[str, Any]:
 
 
 def _members(agent: Agent) -> list[dict[str, Any]]:
-    from corrosion_py.wire.swim import format_addr
+    from corrosion_py.addr import format_addr
 
     core = agent.membership.core
     rows = [
@@ -194,7 +194,7 @@ async def _reload(agent: Agent) -> dict[str, Any]:
 
 
 def _ping(agent: Agent) -> dict[str, Any]:
-    from corrosion_py.wire.swim import format_addr
+    from corrosion_py.addr import format_addr
 
     return {
         "actor_id": agent.actor_id.hex(),

@@ -67,13 +67,14 @@ from pathlib import Path
 import attrs
 
 from corrosion_py import crdt
-from corrosion_py.crdt.schema import q
+from corrosion_py.aliases import Range
 from corrosion_py.crdt.state import new_site_id
+from corrosion_py.crdt.tables import q
 from corrosion_py.errors import CorrosionError, UnknownColumnError, UnknownTableError
+from corrosion_py.replication.booked import BookedVersions
+from corrosion_py.replication.ranges import RangeSet
 from corrosion_py.store import bookkeeping, lock
-from corrosion_py.store.bookkeeping import BookedVersions
-from corrosion_py.store.ranges import Range, RangeSet
-from corrosion_py.store.schema import SchemaError, apply_schema_statements
+from corrosion_py.store.migrations import SchemaError, apply_schema_statements
 from corrosion_py.store.store import STORE_SCHEMA
 
 __all__ = ["MARKER_KEY", "BackupError", "Progress", "backup", "restore"]

@@ -185,9 +185,9 @@ class Config:
 
     def agent_config(self) -> AgentConfig:
         """The `AgentConfig` this configuration describes."""
+        from corrosion_py.addr import parse_addr
         from corrosion_py.agent import AgentConfig
-        from corrosion_py.swim.config import LAN, LOCAL, WAN
-        from corrosion_py.wire.swim import parse_addr
+        from corrosion_py.swim.presets import LAN, LOCAL, WAN
 
         swim = {"local": LOCAL, "lan": LAN, "wan": WAN}[self.gossip.preset]
         return AgentConfig(
@@ -645,7 +645,7 @@ def _check(config: Config) -> Iterator[tuple[str, str]]:
 
 
 def _loopback(addr: str) -> bool:
-    from corrosion_py.wire.swim import is_loopback
+    from corrosion_py.addr import is_loopback
 
     return is_loopback(addr.rpartition(":")[0])
 

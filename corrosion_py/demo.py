@@ -1,7 +1,7 @@
 """`make demo`: a three-node cluster on this machine replicating a Fly-style routing table.
 
-Three agents run as OS processes (`corrosion_py.agent.node`, each with the HTTP API on a free
-port, the `local` timing preset and its database in a temporary directory) and load
+Three agents run as OS processes (`corrosion_py.testing.agent_node`, each with the HTTP API on
+a free port, the `local` timing preset and its database in a temporary directory) and load
 ``examples/routing/schema.sql``. A "proxy" subscribes on node3 over HTTP with the Python
 client; workers publish their machines on node1 and node2, change a state and delete one, and
 each event is shown as it arrives on node3 with the time from the commit on the writer to its
@@ -39,7 +39,6 @@ if __name__ == "__main__":  # Ctrl-C while the imports below load (a second or t
 
 import trio  # noqa: E402
 
-from corrosion_py.agent.processes import AgentProcess  # noqa: E402
 from corrosion_py.client import (  # noqa: E402
     AsyncCorrosionClient,
     Change,
@@ -49,6 +48,7 @@ from corrosion_py.client import (  # noqa: E402
     Event,
     Row,
 )
+from corrosion_py.testing.agent_process import AgentProcess  # noqa: E402
 from corrosion_py.wire.keyring import generate_key, parse_keyring  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ class DemoError(Exception):
 
 
 class Node(AgentProcess):
-    """An agent process (`corrosion_py.agent.node`). It is put in ``registry`` before its
+    """An agent process (`corrosion_py.testing.agent_node`). It is put in ``registry`` before its
     process starts, so the cleanup finds its PID whatever happens next."""
 
     def __init__(self, name: str, registry: list[Node], db: Path, **options: Any) -> None:
@@ -130,8 +130,8 @@ class Node(AgentProcess):
 
 
 def _serve_node(argv: list[str]) -> None:
-    """A node process of the demo (see NODE_MAIN): `corrosion_py.agent.node`."""
-    from corrosion_py.agent import node
+    """A node process of the demo (see NODE_MAIN): `corrosion_py.testing.agent_node`."""
+    from corrosion_py.testing import agent_node as node
 
     sys.argv[1:] = argv
     try:

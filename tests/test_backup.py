@@ -21,6 +21,7 @@ import trio.lowlevel
 
 from corrosion_py import backup as backup_mod
 from corrosion_py import crdt
+from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.backup import MARKER_KEY, BackupError, backup, restore
 from corrosion_py.errors import CorrosionError
@@ -28,7 +29,6 @@ from corrosion_py.store.lock import DatabaseInUse
 from corrosion_py.store.store import Store
 from corrosion_py.swim import LOCAL
 from corrosion_py.wire.messages import Changeset
-from corrosion_py.wire.swim import Addr
 
 SCHEMA = (
     "CREATE TABLE accounts (id INTEGER PRIMARY KEY NOT NULL, balance INTEGER NOT NULL DEFAULT 0);\n"

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from corrosion_py import __version__
-from corrosion_py.agent.processes import AgentProcess
 from corrosion_py.cli import main
 from corrosion_py.swim import LOCAL
+from corrosion_py.testing.agent_process import AgentProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -46,29 +46,31 @@ from typing import Any
 import attrs
 import trio
 
+from corrosion_py.addr import Addr, format_addr, is_loopback, parse_addr
 from corrosion_py.agent.apply_queue import ApplyQueue
-from corrosion_py.agent.gossiper import Gossiper
-from corrosion_py.agent.syncer import Syncer
+from corrosion_py.aliases import Params, Statement
 from corrosion_py.errors import CorrosionError, GossipKeyError, StorageFault
-from corrosion_py.gossip import BroadcastConfig, Broadcaster, Peer
+from corrosion_py.net.broadcast import Gossiper
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.secure import GossipSecurity, SecureStream, read_keyring_file
 from corrosion_py.net.sync import SyncServer
+from corrosion_py.net.sync_loop import Syncer
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
+from corrosion_py.replication import BroadcastConfig, Broadcaster, Peer
+from corrosion_py.replication.chunking import DEFAULT_BUDGET
 from corrosion_py.store import lock as db_lock
 from corrosion_py.store.apply import ApplyResult
-from corrosion_py.store.chunking import DEFAULT_BUDGET
 from corrosion_py.store.members import MemberRecord
-from corrosion_py.store.schema import SchemaResult
-from corrosion_py.store.store import Params, Statement, Store, TxResult
+from corrosion_py.store.migrations import SchemaResult
+from corrosion_py.store.store import Store, TxResult
 from corrosion_py.subs import Event, SubsConfig, Subscription, SubscriptionManager
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
 from corrosion_py.swim.events import Event as SwimEvent
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
 from corrosion_py.wire.keyring import Keyring
-from corrosion_py.wire.swim import SWIM_TAGS, Addr, format_addr, is_loopback, parse_addr
+from corrosion_py.wire.swim import SWIM_TAGS
 
 log = logging.getLogger(__name__)
 

@@ -45,10 +45,11 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from corrosion_py.store.apply import ApplyResult, Item
-from corrosion_py.store.hlc import ns_from_ntp64
+from corrosion_py.replication.hlc import ns_from_ntp64
+from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.store import ApplyInterrupted, Store
 from corrosion_py.wire import Changeset
+from corrosion_py.wire.messages import Item
 
 log = logging.getLogger(__name__)
 

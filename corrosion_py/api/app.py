@@ -19,9 +19,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from corrosion_py.api import admin, health, queries, subscriptions, transactions
-from corrosion_py.api.config import ApiConfig
+from corrosion_py.api import health, maintenance, queries, subscriptions, transactions
 from corrosion_py.api.errors import ApiError
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.middleware import AuthMiddleware, ErrorMiddleware, LimitMiddleware
 from corrosion_py.api.responses import error_response
 
@@ -57,7 +57,7 @@ def create_app(agent: Agent, token: str | None, config: ApiConfig | None = None)
         *transactions.routes(agent, config),
         *queries.routes(agent, config),
         *health.routes(agent, config),
-        *admin.routes(agent, config),
+        *maintenance.routes(agent, config),
         *subscriptions.routes(agent, config),
     ]
     app = Starlette(

@@ -37,10 +37,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from corrosion_py.api.config import ApiConfig
 from corrosion_py.api.inputs import float_param, int_param
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import error_response, json_response
-from corrosion_py.store.bookkeeping import BookedVersions
+from corrosion_py.replication.booked import BookedVersions
 
 if TYPE_CHECKING:
     from corrosion_py.agent import Agent

@@ -50,9 +50,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from corrosion_py import crdt
-from corrosion_py.api.config import ApiConfig
 from corrosion_py.api.errors import BadRequest, Unavailable
 from corrosion_py.api.inputs import read_json, timeout_param
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import NdjsonResponse, ndjson_line
 from corrosion_py.api.statements import Params, parse_statement, row_line
 from corrosion_py.store.guard import Guard, decode_problem, text_problem

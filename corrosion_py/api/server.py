@@ -25,9 +25,9 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
+from corrosion_py.addr import Addr
 from corrosion_py.api.app import create_app
-from corrosion_py.api.config import ApiConfig
-from corrosion_py.wire.swim import Addr
+from corrosion_py.api.limits import ApiConfig
 
 if TYPE_CHECKING:
     from corrosion_py.agent import Agent

@@ -25,12 +25,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from corrosion_py.aliases import Params, SqlValue
 from corrosion_py.api.errors import BadRequest
-from corrosion_py.store.store import Params
 
 __all__ = ["BadRequest", "Params", "bind_value", "cell_json", "parse_statement", "parse_statements"]
 
-SqlValue = int | float | str | bytes | None
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 SIGILS = ":@$"

@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from corrosion_py.api.config import ApiConfig
 from corrosion_py.api.errors import BadRequest
 from corrosion_py.api.inputs import read_json
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import NdjsonResponse, error_response, ndjson_line, ndjson_response
 from corrosion_py.api.statements import parse_statement, row_json
 from corrosion_py.subs import (

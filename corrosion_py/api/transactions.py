@@ -31,9 +31,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from corrosion_py.api.config import ApiConfig
 from corrosion_py.api.errors import ApiError
 from corrosion_py.api.inputs import read_json, timeout_param
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import json_response
 from corrosion_py.api.statements import parse_statements
 from corrosion_py.errors import StatementError, StorageFault

@@ -20,9 +20,9 @@ from corrosion_py.crdt.change_rows import Change, changes, top_versions, version
 from corrosion_py.crdt.crr import alter, as_crr, as_table
 from corrosion_py.crdt.merger import MergeResult, merge, merge_changes
 from corrosion_py.crdt.pk import compare, pack_pk, unpack_pk
-from corrosion_py.crdt.schema import is_crr
 from corrosion_py.crdt.sql import register
 from corrosion_py.crdt.state import conn_state, local_version
+from corrosion_py.crdt.tables import is_crr
 from corrosion_py.crdt.tx import Transaction, transaction
 
 __all__ = [

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import attrs
 
-from corrosion_py.crdt.pk import SqlValue, pack_pk
-from corrosion_py.crdt.schema import TableInfo, lit, q
+from corrosion_py.aliases import SqlValue
+from corrosion_py.crdt.pk import pack_pk
 from corrosion_py.crdt.state import conn_state
+from corrosion_py.crdt.tables import TableInfo, lit, q
 
 
 @attrs.frozen

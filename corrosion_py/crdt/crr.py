@@ -12,7 +12,8 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from corrosion_py.crdt.schema import (
+from corrosion_py.crdt.state import ConnState, conn_state
+from corrosion_py.crdt.tables import (
     SENTINEL,
     TableInfo,
     check_compatible,
@@ -23,7 +24,6 @@ from corrosion_py.crdt.schema import (
     q,
     triggers_ddl,
 )
-from corrosion_py.crdt.state import ConnState, conn_state
 from corrosion_py.crdt.tx import write_scope
 from corrosion_py.errors import IncompatibleTableError, UnknownTableError
 

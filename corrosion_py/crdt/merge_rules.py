@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 import attrs
 
+from corrosion_py.aliases import SqlValue
 from corrosion_py.crdt.change_rows import Change
-from corrosion_py.crdt.pk import SqlValue, compare
+from corrosion_py.crdt.pk import compare
 
 SENTINEL = "-1"
 

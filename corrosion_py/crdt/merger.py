@@ -19,12 +19,13 @@ from typing import Any
 
 import attrs
 
+from corrosion_py.aliases import SqlValue
 from corrosion_py.crdt.change_rows import Change
 from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.crdt.merge_rules import SENTINEL, RowState, apply_change
-from corrosion_py.crdt.pk import SqlValue, pack_pk, unpack_pk
-from corrosion_py.crdt.schema import TableInfo, q
+from corrosion_py.crdt.pk import pack_pk, unpack_pk
 from corrosion_py.crdt.state import ConnState, conn_state
+from corrosion_py.crdt.tables import TableInfo, q
 from corrosion_py.crdt.tx import write_scope
 from corrosion_py.errors import (
     MalformedChangeError,

@@ -12,9 +12,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from corrosion_py.aliases import SqlValue
 from corrosion_py.errors import MalformedPkError
-
-SqlValue = int | float | str | bytes | None
 
 INTEGER, FLOAT, TEXT, BLOB, NULL = 1, 2, 3, 4, 5
 _MASK64 = (1 << 64) - 1

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import attrs
 
 from corrosion_py.crdt import pk as pkmod
-from corrosion_py.crdt.schema import (
+from corrosion_py.crdt.tables import (
     TRIGGERS_VERSION,
     TableInfo,
     check_compatible,

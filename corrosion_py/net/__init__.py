@@ -1,1 +1,3 @@
-"""trio transports: the UDP endpoint shared by membership and broadcast, with fault injection."""
+"""All of a node's network I/O, in trio: the gossip port (UDP endpoint with fault injection and
+sealing, TCP listeners), the shells that drive the sans-IO cores over it (SWIM membership and
+push-pull, changeset broadcast, sync sessions and the periodic sync loop)."""

@@ -10,7 +10,7 @@ import random
 
 import attrs
 
-Addr = tuple[str, int]
+from corrosion_py.addr import Addr
 
 
 def _probability(_: object, attribute: attrs.Attribute[float], value: float) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.net import pushpull
 from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.net.udp import UdpEndpoint
@@ -33,7 +34,7 @@ from corrosion_py.swim.events import (
 )
 from corrosion_py.wire.errors import FrameTooLarge
 from corrosion_py.wire.framing import FrameReader
-from corrosion_py.wire.swim import Addr, Rumour, encode_packet
+from corrosion_py.wire.swim import Rumour, encode_packet
 
 MAX_PUSH_PULLS = 4
 FIRST_FRAME_TIMEOUT = 5.0

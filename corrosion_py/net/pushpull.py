@@ -23,19 +23,12 @@ from typing import TypeAlias
 
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.swim import Swim
 from corrosion_py.wire.errors import DecodeError
 from corrosion_py.wire.framing import FrameReader, frame
-from corrosion_py.wire.swim import (
-    MAX_RUMOURS,
-    Addr,
-    Feed,
-    Packet,
-    Rumour,
-    decode_packet,
-    encode_packet,
-)
+from corrosion_py.wire.swim import MAX_RUMOURS, Feed, Packet, Rumour, decode_packet, encode_packet
 
 MAX_FRAME = 64 * 1024
 """A Feed of MAX_RUMOURS members with the longest hosts stays below this."""

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.errors import GossipKeyError
 from corrosion_py.wire.keyring import Keyring, KeyringError, parse_keyring
 from corrosion_py.wire.record import (
@@ -44,7 +45,6 @@ from corrosion_py.wire.seal import OVERHEAD, DatagramOpener, DatagramSealer, Dro
 
 log = logging.getLogger("corrosion_py.net.secure")
 
-Addr = tuple[str, int]
 MAX_LOGGED_PEERS = 4096
 LOG_BURST = 10
 """Warning lines about peers per minute, at most."""

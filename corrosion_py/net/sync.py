@@ -1,6 +1,6 @@
 """Anti-entropy sync over TCP (reference/corrosion.md §3.9): the server that answers sessions and
 the client round that runs them with a few peers in parallel. The planning is sans-IO, in
-``corrosion_py.gossip.sync``; this file only moves frames.
+``corrosion_py.replication.sync_plan``; this file only moves frames.
 
 Protocol rules (one session per TCP connection; every message is one frame, ``wire.framing``,
 holding one envelope, ``wire.codec``)::
@@ -28,7 +28,7 @@ holding one envelope, ``wire.codec``)::
 - The server answers requests as they arrive (up to ``REQUESTS_PER_READ`` queued requests are
   served together), newest versions first, and sends ``SyncDone`` once the client's
   ``SyncDone`` arrived and every request is answered. Needs the server cannot fill are skipped.
-  A session is served each version at most once (``store.sync.Served``), and a client sending
+  A session is served each version at most once (``replication.needs.Served``), and a client sending
   more than ``MAX_SESSION_NEEDS`` needs loses the session (counted in ``too_many_needs``): what
   one client can make a server do is bounded by the versions that exist.
 - The client believes only what it asked for (``gossip.claims.Solicited``): a changeset of a
@@ -69,19 +69,21 @@ from typing import cast
 import attrs
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.errors import CorrosionError
-from corrosion_py.gossip.claims import Solicited
-from corrosion_py.gossip.sync import plan_requests
 from corrosion_py.net.secure import GossipSecurity
-from corrosion_py.store.hlc import ClockDriftError
+from corrosion_py.replication.claims import Solicited
+from corrosion_py.replication.hlc import ClockDriftError
+from corrosion_py.replication.needs import MAX_SESSION_NEEDS, Served
+from corrosion_py.replication.sync_plan import plan_requests
 from corrosion_py.store.store import Store
-from corrosion_py.store.sync import MAX_SESSION_NEEDS, Served
 from corrosion_py.wire.codec import decode, decode_envelope, encode
 from corrosion_py.wire.errors import DecodeError, FrameTooLarge, UnknownMessageError
 from corrosion_py.wire.framing import HEADER, HEADER_SIZE, FrameReader, frame
 from corrosion_py.wire.messages import (
     Changeset,
     EmptyChangeset,
+    Item,
     Message,
     Need,
     SyncClock,
@@ -95,8 +97,6 @@ from corrosion_py.wire.swim import SWIM_TAGS
 
 log = logging.getLogger(__name__)
 
-Addr = tuple[str, int]
-Item = Changeset | EmptyChangeset
 Deliver = Callable[[list[Item]], Awaitable[None]]
 PushPull = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
 

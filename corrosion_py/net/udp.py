@@ -21,7 +21,8 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from corrosion_py.net.faults import Addr, FaultPlan, deliveries
+from corrosion_py.addr import Addr
+from corrosion_py.net.faults import FaultPlan, deliveries
 from corrosion_py.net.secure import GossipSecurity
 
 MAX_DATAGRAM = 1_200  # payload bytes; fits an IPv4 path MTU of 1,280 with headers to spare

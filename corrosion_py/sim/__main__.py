@@ -1,5 +1,5 @@
 """``python -m corrosion_py.sim SCENARIO`` (also ``corrosion sim SCENARIO``, the same command object
-added to the ``corrosion`` group by cli.py): run a named scenario and print its report."""
+added to the ``corrosion`` group by cli/__init__.py): run a named scenario and print its report."""
 
 from __future__ import annotations
 

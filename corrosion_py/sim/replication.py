@@ -60,11 +60,12 @@ from typing import Any
 
 import attrs
 
-from corrosion_py.gossip.broadcast import BroadcastConfig, Broadcaster, Peer
-from corrosion_py.gossip.broadcast import Send as BroadcastSend
-from corrosion_py.gossip.changes import is_known, piece_key
-from corrosion_py.gossip.claims import Solicited, broadcast_refusal
-from corrosion_py.gossip.sync import (
+from corrosion_py.aliases import Statement
+from corrosion_py.replication.broadcast import BroadcastConfig, Broadcaster, Peer
+from corrosion_py.replication.broadcast import Send as BroadcastSend
+from corrosion_py.replication.claims import Solicited, broadcast_refusal
+from corrosion_py.replication.known import is_known, piece_key
+from corrosion_py.replication.sync_plan import (
     choose_peers,
     jittered_interval,
     missing_versions,
@@ -74,8 +75,8 @@ from corrosion_py.sim.cluster import CLUSTER_ID, addr_of
 from corrosion_py.sim.metrics import Distribution
 from corrosion_py.sim.network import Link, Network
 from corrosion_py.sim.scheduler import DELIVERY, TIMER, Scheduler
-from corrosion_py.store.apply import ApplyResult, Item
-from corrosion_py.store.store import Statement, Store, TxResult
+from corrosion_py.store.apply import ApplyResult
+from corrosion_py.store.store import Store, TxResult
 from corrosion_py.swim import (
     LAN,
     Addr,
@@ -91,7 +92,7 @@ from corrosion_py.swim import (
 )
 from corrosion_py.wire.codec import decode, encode
 from corrosion_py.wire.errors import DecodeError
-from corrosion_py.wire.messages import Changeset, EmptyChangeset, NeedPartial, SyncState
+from corrosion_py.wire.messages import Changeset, EmptyChangeset, Item, NeedPartial, SyncState
 from corrosion_py.wire.swim import Feed, NodeId, Packet, Rumour, encode_packet
 
 EPOCH_NS = 1_700_000_000 * 1_000_000_000

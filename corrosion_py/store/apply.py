@@ -37,19 +37,19 @@ import attrs
 import cbor2
 
 from corrosion_py import crdt
+from corrosion_py.aliases import Range
 from corrosion_py.crdt import Change
 from corrosion_py.errors import CorrosionError
-from corrosion_py.store.bookkeeping import (
+from corrosion_py.replication.booked import (
     MAX_PARTIAL_BYTES,
     MAX_PARTIAL_VERSIONS,
     MAX_VERSION_JUMP,
     BookedVersions,
     change_size,
-    persist,
 )
+from corrosion_py.store.bookkeeping import persist
 from corrosion_py.store.faults import classify
-from corrosion_py.store.ranges import Range
-from corrosion_py.wire.messages import Changeset, EmptyChangeset
+from corrosion_py.wire.messages import Changeset, EmptyChangeset, Item
 
 SCHEMA = [
     'CREATE TABLE IF NOT EXISTS __corro_buffered_changes ("table" TEXT NOT NULL, pk BLOB NOT NULL, '
@@ -62,7 +62,6 @@ SCHEMA = [
     "PRIMARY KEY (actor_id, version)) WITHOUT ROWID",
 ]
 
-Item = Changeset | EmptyChangeset
 
 MAX_QUARANTINE_ROWS = 1_000
 MAX_QUARANTINE_BYTES = 64 * 1024 * 1024

@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
-from corrosion_py.crdt.schema import q
+from corrosion_py.aliases import Params
 from corrosion_py.crdt.state import conn_state
+from corrosion_py.crdt.tables import q
 
 __all__ = [
     "USER_CALLABLE",
@@ -53,7 +53,6 @@ __all__ = [
     "text_problem",
 ]
 
-Params = Sequence[Any] | Mapping[str, Any]
 
 _INTERNAL = re.compile(r"^(?:crsql_|__corro_)|__crsql_", re.IGNORECASE)
 _ENGINE_SOURCE = re.compile(r"^crsql_changes|__crsql_[a-z]+$", re.IGNORECASE)

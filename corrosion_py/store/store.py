@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from corrosion_py import crdt
+from corrosion_py.aliases import Params, Statement
 from corrosion_py.crdt import Change
 from corrosion_py.crdt.state import ENGINE_DDL, conn_state, has_engine_tables
 from corrosion_py.errors import (
@@ -34,25 +35,24 @@ from corrosion_py.errors import (
     StorageFault,
     UnusableDatabase,
 )
+from corrosion_py.replication.booked import BookedVersions
+from corrosion_py.replication.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
+from corrosion_py.replication.hlc import HLC, ClockDriftError
+from corrosion_py.replication.needs import Need, Served, compute_needs, sync_state
 from corrosion_py.store import bookkeeping, members
 from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
-from corrosion_py.store.apply import Applier, ApplyResult, Item, take_quarantined
-from corrosion_py.store.bookkeeping import BookedVersions
-from corrosion_py.store.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
+from corrosion_py.store.apply import Applier, ApplyResult, take_quarantined
 from corrosion_py.store.faults import FaultState, classify
 from corrosion_py.store.guard import Guard, bad_text_in_version, decode_problem, text_problem
-from corrosion_py.store.hlc import HLC, ClockDriftError
 from corrosion_py.store.integrity import check_file, quick_check, refusal
 from corrosion_py.store.members import MemberRecord
-from corrosion_py.store.schema import SchemaResult, apply_schema, apply_schema_statements
-from corrosion_py.store.sync import Need, Served, Server, compute_needs, sync_state
+from corrosion_py.store.migrations import SchemaResult, apply_schema, apply_schema_statements
+from corrosion_py.store.serve import Server
 from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD
 from corrosion_py.wire.codec import encoded_change_size as size_of_change
-from corrosion_py.wire.messages import Changeset, EmptyChangeset, SyncState
+from corrosion_py.wire.messages import Changeset, EmptyChangeset, Item, SyncState
 
 T = TypeVar("T")
-Params = Sequence[Any] | Mapping[str, Any]
-Statement = str | tuple[str, Params]
 
 STORE_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS __corro_state (key TEXT PRIMARY KEY NOT NULL, value ANY)",

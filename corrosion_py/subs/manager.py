@@ -40,9 +40,10 @@ from typing import Any
 import attrs
 import trio
 
+from corrosion_py.aliases import Params
 from corrosion_py.crdt import Change as ColumnChange
 from corrosion_py.crdt import register, unpack_pk
-from corrosion_py.crdt.schema import crr_names
+from corrosion_py.crdt.tables import crr_names
 from corrosion_py.store.guard import decode_problem
 from corrosion_py.store.store import Store, connect
 from corrosion_py.subs.events import (
@@ -59,7 +60,7 @@ from corrosion_py.subs.events import (
     SubscriptionError,
 )
 from corrosion_py.subs.matcher import Key, Matcher, RowChange
-from corrosion_py.subs.plan import Params, Plan, plan
+from corrosion_py.subs.plan import Plan, plan
 from corrosion_py.subs.storage import Storage
 
 log = logging.getLogger(__name__)

@@ -41,11 +41,11 @@ import attrs
 import sqlglot
 from sqlglot import exp
 
-from corrosion_py.crdt.schema import crr_names, introspect
+from corrosion_py.aliases import Params
+from corrosion_py.crdt.tables import crr_names, introspect
 from corrosion_py.store.guard import refusal, text_problem
 from corrosion_py.subs.events import SubscriptionError
 
-Params = Sequence[Any] | Mapping[str, Any]
 KEYS = "__corro_keys__"
 """Marker replaced by a ``(pk) IN (VALUES ...)`` condition in the restricted queries."""
 

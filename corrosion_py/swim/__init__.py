@@ -15,7 +15,7 @@ limited queue), ``config`` (knobs, presets, scaling formulas), ``events`` (effec
 events). Packets and their bytes are in ``corrosion_py.wire.swim``.
 """
 
-from corrosion_py.swim.config import LAN, LOCAL, WAN, SwimConfig
+from corrosion_py.addr import Addr
 from corrosion_py.swim.core import Swim
 from corrosion_py.swim.events import (
     Effect,
@@ -45,7 +45,8 @@ from corrosion_py.swim.events import (
     SuspectTimeout,
     Timer,
 )
-from corrosion_py.wire.swim import Addr, MemberState, NodeId, Packet, Rumour
+from corrosion_py.swim.presets import LAN, LOCAL, WAN, SwimConfig
+from corrosion_py.wire.swim import MemberState, NodeId, Packet, Rumour
 
 __all__ = [
     "LAN",

@@ -56,8 +56,8 @@ from collections.abc import Sequence
 
 import attrs
 
+from corrosion_py.addr import Addr
 from corrosion_py.swim.awareness import Awareness
-from corrosion_py.swim.config import LAN, SwimConfig
 from corrosion_py.swim.events import (
     Effect,
     Event,
@@ -87,16 +87,16 @@ from corrosion_py.swim.events import (
     Timer,
 )
 from corrosion_py.swim.members import Member, MemberList, supersedes
+from corrosion_py.swim.presets import LAN, SwimConfig
 from corrosion_py.swim.rumours import RumourQueue
 from corrosion_py.swim.suspicion import Suspicion
 from corrosion_py.wire.errors import DecodeError, UnknownMessageError
-from corrosion_py.wire.schema import ACTOR_ID_LEN
+from corrosion_py.wire.layout import ACTOR_ID_LEN
 from corrosion_py.wire.swim import (
     MAX_RUMOURS,
     RUMOURS_HEADER_SLACK,
     U32_MAX,
     Ack,
-    Addr,
     Body,
     Feed,
     Gossip,

@@ -22,7 +22,8 @@ from typing import TypeAlias
 
 import attrs
 
-from corrosion_py.wire.swim import Addr, MemberState, Packet, Rumour
+from corrosion_py.addr import Addr
+from corrosion_py.wire.swim import MemberState, Packet, Rumour
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ Modules: ``messages`` (the records), ``schema`` (each message's array layout and
 ``codec`` (envelope, limits, exact sizes), ``framing`` (TCP frames), ``errors``.
 """
 
+from corrosion_py.aliases import Range, SqlValue
 from corrosion_py.wire.codec import (
     MAX_CHANGESET_OVERHEAD,
     MAX_CLUSTER_ID,
@@ -41,9 +42,7 @@ from corrosion_py.wire.messages import (
     Need,
     NeedFull,
     NeedPartial,
-    Range,
     RejectionReason,
-    SqlValue,
     SyncClock,
     SyncDone,
     SyncRejection,

@@ -41,9 +41,10 @@ from typing import Any
 
 import cbor2
 
+from corrosion_py.aliases import Range
 from corrosion_py.crdt import Change
 from corrosion_py.crdt.limits import MAX_CLOCK
-from corrosion_py.wire import schema
+from corrosion_py.wire import layout
 from corrosion_py.wire.errors import (
     DecodeError,
     EncodeError,
@@ -52,7 +53,7 @@ from corrosion_py.wire.errors import (
     UnknownMessageError,
     WrongClusterError,
 )
-from corrosion_py.wire.messages import Changeset, Envelope, Message, Range
+from corrosion_py.wire.messages import Changeset, Envelope, Message
 
 PROTOCOL_VERSION = 1
 MAX_CLUSTER_ID = 2**16 - 1
@@ -124,9 +125,9 @@ def encode(msg: Message, *, cluster_id: int, check: bool = True) -> bytes:
     """
     _check_cluster_id(cluster_id)
     try:
-        tag, fields = schema.to_wire(msg)
+        tag, fields = layout.to_wire(msg)
         if check:
-            schema.from_wire(tag, fields)
+            layout.from_wire(tag, fields)
         return _dumps([PROTOCOL_VERSION, cluster_id, tag, *fields])
     except DecodeError as e:
         raise EncodeError(f"cannot send {type(msg).__name__}: {e}") from e
@@ -193,9 +194,9 @@ def _envelope(item: Any, cluster_id: int | None) -> Envelope:
         raise WrongClusterError(cluster_id, cluster)
     if type(tag) is not int:
         raise DecodeError(f"type tag must be an integer, got {type(tag).__name__}")
-    if tag not in schema.CODECS:
+    if tag not in layout.CODECS:
         raise UnknownMessageError(tag)
-    return Envelope(protocol, cluster, schema.from_wire(tag, fields))
+    return Envelope(protocol, cluster, layout.from_wire(tag, fields))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def _skip_head(data: bytes, pos: int) -> int | None:
 def encoded_change_size(change: Change) -> int:
     """The exact number of bytes ``change`` adds to an encoded changeset (its 9-item array)."""
     try:
-        return len(_dumps(schema.change_to_wire(change)))
+        return len(_dumps(layout.change_to_wire(change)))
     except (TypeError, ValueError, AttributeError, IndexError, cbor2.CBOREncodeError) as e:
         raise EncodeError(f"cannot encode change: {e}") from e
 
@@ -280,7 +281,7 @@ MAX_CHANGESET_OVERHEAD = changeset_overhead(
     version=MAX_CLOCK,
     seqs=(MAX_CLOCK, MAX_CLOCK),
     last_seq=MAX_CLOCK,
-    ts=schema.U64_MAX,
+    ts=layout.U64_MAX,
     n_changes=2**16 - 1,
 )
 """The largest ``changeset_overhead`` of any valid changeset with fewer than 65,536 changes."""

@@ -26,13 +26,8 @@ from typing import Literal, TypeAlias
 
 import attrs
 
+from corrosion_py.aliases import Range
 from corrosion_py.crdt import Change
-
-SqlValue: TypeAlias = int | float | str | bytes | None
-"""A value of a change: what SQLite stores (the CRR engine's ``SqlValue``)."""
-
-Range: TypeAlias = tuple[int, int]
-"""An inclusive range of versions or seqs, ``start <= end``."""
 
 
 @attrs.frozen
@@ -63,6 +58,11 @@ class EmptyChangeset:
     actor_id: bytes
     versions: Range
     ts: int
+
+
+Item: TypeAlias = Changeset | EmptyChangeset
+"""What travels for replication, by broadcast or sync: a piece of a version, or a cleared
+range."""
 
 
 @attrs.frozen

@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import ipaddress
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import attrs
 import cbor2
 
+from corrosion_py.addr import Addr
 from corrosion_py.wire.codec import MAX_CLUSTER_ID, PROTOCOL_VERSION, _dumps, _loads
 from corrosion_py.wire.errors import (
     DecodeError,
@@ -58,35 +58,7 @@ from corrosion_py.wire.errors import (
     ProtocolVersionError,
     UnknownMessageError,
 )
-from corrosion_py.wire.schema import I64_MAX, _actor, _array, _int, _kind, _list
-
-Addr: TypeAlias = tuple[str, int]
-"""A gossip address: (host, port)."""
-
-
-def parse_addr(text: str) -> Addr:
-    """``HOST:PORT`` as an address (the host may itself hold colons, as IPv6 does)."""
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
-def format_addr(addr: Addr) -> str:
-    """An address as ``HOST:PORT``."""
-    return f"{addr[0]}:{addr[1]}"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address or ``localhost`` (where gossip may run
-    without keys: nothing outside this machine can reach it)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
+from corrosion_py.wire.layout import I64_MAX, _actor, _array, _int, _kind, _list
 
 MAX_DATAGRAM = 65_507
 """Default input limit of ``decode_packet``: the largest UDP payload."""

@@ -21,7 +21,7 @@ import trio
 from proxy import ROUTES, RoutingTable, answer, follow
 from worker import Worker
 
-from corrosion_py.agent.processes import AgentProcess
+from corrosion_py.testing.agent_process import AgentProcess
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 

@@ -19,12 +19,12 @@ import trio
 from disk_faults import SmallDisk
 
 from corrosion_py import crdt
+from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.errors import UnusableDatabase
 from corrosion_py.store.store import Store
 from corrosion_py.subs import EndOfQuery, Row, SubscriptionClosed
 from corrosion_py.swim import LOCAL
-from corrosion_py.wire.swim import Addr
 
 SCHEMA = (
     "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\n"

@@ -11,10 +11,10 @@ from pathlib import Path
 import attrs
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.swim import LOCAL, MemberState
-from corrosion_py.wire.swim import Addr
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT, node INTEGER);\n"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corrosion_py.agent.processes import AgentProcess, agent_cluster, wait_converged
+from corrosion_py.testing.agent_process import AgentProcess, agent_cluster, wait_converged
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT, node INTEGER);\n"
 ROWS = "SELECT k, v, node FROM kv ORDER BY k"

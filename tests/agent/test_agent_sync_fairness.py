@@ -16,16 +16,16 @@ import attrs
 import httpx
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.agent.apply_queue import ApplyQueue
-from corrosion_py.agent.syncer import Syncer
 from corrosion_py.net.sync import SyncServer
+from corrosion_py.net.sync_loop import Syncer
 from corrosion_py.store.store import Store
 from corrosion_py.swim import LOCAL, MemberInfo, MemberState
 from corrosion_py.wire.codec import decode, encode
 from corrosion_py.wire.framing import FrameReader, frame
 from corrosion_py.wire.messages import SyncClock, SyncRequest, SyncStart, SyncState
-from corrosion_py.wire.swim import Addr
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\n"
 HANG = 60.0  # seconds: only catches hangs

@@ -12,9 +12,10 @@ import pytest
 import trio
 
 from corrosion_py.agent.apply_queue import ApplyQueue
-from corrosion_py.store.apply import ApplyResult, Item
+from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.store import Store
 from corrosion_py.wire import Changeset
+from corrosion_py.wire.messages import Item
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\n"
 HANG = 30.0  # seconds: only catches hangs

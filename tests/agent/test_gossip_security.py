@@ -20,6 +20,7 @@ import pytest
 import trio
 from test_agent_inprocess import config, converged, rows, wait_for
 
+from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent
 from corrosion_py.errors import GossipKeyError
 from corrosion_py.net.secure import GossipSecurity
@@ -28,7 +29,6 @@ from corrosion_py.store.store import Store
 from corrosion_py.wire import encode
 from corrosion_py.wire.keyring import Keyring
 from corrosion_py.wire.seal import OVERHEAD, DatagramSealer
-from corrosion_py.wire.swim import Addr
 
 K1, K2, K3 = (bytes([i]) * 32 for i in (11, 12, 13))
 CLUSTER = 3  # the cluster id of test_agent_inprocess.config

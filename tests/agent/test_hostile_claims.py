@@ -21,16 +21,17 @@ import httpx
 import trio
 
 from corrosion_py import crdt
+from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.agent.agent import MAX_PLAINTEXT_STREAMS
 from corrosion_py.api.health import count_gaps
 from corrosion_py.crdt.limits import MAX_CLOCK
-from corrosion_py.gossip.sync import MAX_ROUND_NEEDS
 from corrosion_py.net.sync import MAX_STATE_FRAME, sync_with
+from corrosion_py.replication.booked import MAX_VERSION_JUMP
+from corrosion_py.replication.hlc import ns_from_ntp64
+from corrosion_py.replication.needs import MAX_SESSION_NEEDS
+from corrosion_py.replication.sync_plan import MAX_ROUND_NEEDS
 from corrosion_py.store.apply import MAX_QUARANTINE_ROWS
-from corrosion_py.store.bookkeeping import MAX_VERSION_JUMP
-from corrosion_py.store.hlc import ns_from_ntp64
-from corrosion_py.store.sync import MAX_SESSION_NEEDS
 from corrosion_py.swim import LOCAL
 from corrosion_py.wire.codec import decode, encode
 from corrosion_py.wire.framing import FrameReader, frame
@@ -48,7 +49,6 @@ from corrosion_py.wire.messages import (
     SyncStart,
     SyncState,
 )
-from corrosion_py.wire.swim import Addr
 
 CLUSTER = 3
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\n"

@@ -14,7 +14,7 @@ import httpx
 import trio
 
 from corrosion_py.agent import Agent, AgentConfig
-from corrosion_py.api.config import ApiConfig
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.server import serve_api
 from corrosion_py.swim import LOCAL
 

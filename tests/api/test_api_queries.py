@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 from api_harness import HANG, api_node, api_with_config, ndjson, rows, stream
 
-from corrosion_py.api.config import ApiConfig
+from corrosion_py.api.limits import ApiConfig
 
 Q = "/v1/queries"
 ENDLESS = (

@@ -13,7 +13,7 @@ import trio
 from api_harness import HANG, api_node, api_with_config, client_for, node_config, rows, stream
 
 from corrosion_py.agent import Agent
-from corrosion_py.api.config import ApiConfig
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.server import serve_api
 
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c"

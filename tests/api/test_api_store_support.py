@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from corrosion_py.errors import StatementError
-from corrosion_py.store.schema import SchemaError
+from corrosion_py.store.migrations import SchemaError
 from corrosion_py.store.store import Store, transaction_timeout
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\nCREATE INDEX kv_v ON kv (v);\n"

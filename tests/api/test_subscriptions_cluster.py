@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.subs import Change, Columns, EndOfQuery, Event, Row
 from corrosion_py.swim import LOCAL
-from corrosion_py.wire.swim import Addr
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "subs"))
 from subs_harness import QUERIES, SCHEMA, Mirror, direct

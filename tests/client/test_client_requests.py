@@ -238,7 +238,7 @@ async def test_connection_errors_name_the_url() -> None:
 
 
 def test_addresses_and_statement_shapes() -> None:
-    from corrosion_py.client_types import base_url, statement_json, statements_json
+    from corrosion_py.client.protocol import base_url, statement_json, statements_json
 
     assert base_url("localhost:8080") == "http://localhost:8080"
     assert base_url("https://corro.example/") == "https://corro.example"

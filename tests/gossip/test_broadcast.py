@@ -1,4 +1,4 @@
-"""The changeset broadcaster (corrosion_py.gossip.broadcast): first hop, fan-out, budgets,
+"""The changeset broadcaster (corrosion_py.replication.broadcast): first hop, fan-out, budgets,
 resend delays, rate limit, bounds, dedupe, and a 100-node epidemic with loss."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corrosion_py.gossip import (
+from corrosion_py.replication import (
     BroadcastConfig,
     Broadcaster,
     Peer,

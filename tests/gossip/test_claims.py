@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 from corrosion_py.crdt.limits import MAX_CLOCK
-from corrosion_py.gossip.claims import Solicited, broadcast_refusal
-from corrosion_py.gossip.sync import MAX_ROUND_NEEDS, plan_requests
-from corrosion_py.store.bookkeeping import MAX_VERSION_JUMP, BookedVersions
+from corrosion_py.replication.booked import MAX_VERSION_JUMP, BookedVersions
+from corrosion_py.replication.claims import Solicited, broadcast_refusal
+from corrosion_py.replication.sync_plan import MAX_ROUND_NEEDS, plan_requests
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, NeedFull, NeedPartial, SyncState
 
 ME, A, B, STRANGER = (bytes([i]) * 16 for i in (1, 2, 3, 9))

@@ -8,15 +8,15 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corrosion_py.gossip.sync import (
+from corrosion_py.replication.needs import compute_needs
+from corrosion_py.replication.ranges import RangeSet
+from corrosion_py.replication.sync_plan import (
     choose_peers,
     desired_peers,
     jittered_interval,
     missing_versions,
     plan_requests,
 )
-from corrosion_py.store.ranges import RangeSet
-from corrosion_py.store.sync import compute_needs
 from corrosion_py.wire.messages import Need, NeedFull, NeedPartial, SyncState
 
 ME, A, B, C, X = (bytes([i]) * 16 for i in range(1, 6))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from corrosion_py.net.processes import detection_delays, local_cluster, wait_converged
+from corrosion_py.testing.swim_process import detection_delays, local_cluster, wait_converged
 
 NODES = 6
 

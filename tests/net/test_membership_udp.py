@@ -11,8 +11,8 @@ import trio
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.swim import Swim
-from corrosion_py.swim.config import LOCAL
 from corrosion_py.swim.events import MemberDown
+from corrosion_py.swim.presets import LOCAL
 from corrosion_py.wire.swim import MemberState
 
 

@@ -13,7 +13,7 @@ import trio
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.udp import open_gossip_port
 from corrosion_py.swim import ReconnectTick, Swim
-from corrosion_py.swim.config import LOCAL
+from corrosion_py.swim.presets import LOCAL
 from corrosion_py.wire.framing import frame
 from corrosion_py.wire.swim import Gossip, MemberState, NodeId, Packet, Rumour
 

@@ -20,7 +20,7 @@ from corrosion_py.net.membership import Membership
 from corrosion_py.net.secure import GossipSecurity, HandshakeFailed, SecureStream
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
 from corrosion_py.swim import MemberState, Swim
-from corrosion_py.swim.config import LOCAL
+from corrosion_py.swim.presets import LOCAL
 from corrosion_py.wire import DecodeError, decode, peek_tag
 from corrosion_py.wire.keyring import Keyring
 from corrosion_py.wire.seal import DROP_REASONS, OVERHEAD

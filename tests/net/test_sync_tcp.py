@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from corrosion_py.net.sync import Addr, Item, SyncReport, SyncServer, sync_with
-from corrosion_py.store.hlc import ntp64_from_ns
+from corrosion_py.addr import Addr
+from corrosion_py.net.sync import SyncReport, SyncServer, sync_with
+from corrosion_py.replication.hlc import ntp64_from_ns
 from corrosion_py.store.store import Store
 from corrosion_py.wire.codec import decode, encode
 from corrosion_py.wire.framing import HEADER, FrameReader, frame
 from corrosion_py.wire.messages import (
     Changeset,
+    Item,
     Message,
     NeedFull,
     SyncClock,

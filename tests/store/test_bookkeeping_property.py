@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from corrosion_py.aliases import Range
 from corrosion_py.crdt.limits import MAX_CLOCK
-from corrosion_py.store.bookkeeping import MAX_VERSION_JUMP, BookedVersions
-from corrosion_py.store.ranges import Range, RangeSet
-from corrosion_py.store.sync import compute_needs
+from corrosion_py.replication.booked import MAX_VERSION_JUMP, BookedVersions
+from corrosion_py.replication.needs import compute_needs
+from corrosion_py.replication.ranges import RangeSet
 from corrosion_py.wire.messages import NeedFull, NeedPartial, SyncState
 
 # values that make ranges adversarial: tiny, around the jump allowance, near the limit, random

@@ -15,19 +15,13 @@ import pytest
 
 from corrosion_py import crdt
 from corrosion_py.crdt.limits import MAX_CLOCK
+from corrosion_py.replication.booked import MAX_PARTIAL_VERSIONS, MAX_VERSION_JUMP
+from corrosion_py.replication.needs import MAX_SESSION_NEEDS, Served, compute_needs
 from corrosion_py.store import apply as apply_module
 from corrosion_py.store.apply import MAX_QUARANTINE_ROWS
-from corrosion_py.store.bookkeeping import MAX_PARTIAL_VERSIONS, MAX_VERSION_JUMP
 from corrosion_py.store.store import Store
-from corrosion_py.store.sync import MAX_SESSION_NEEDS, Served, compute_needs
 from corrosion_py.wire.codec import decode, encode
-from corrosion_py.wire.messages import (
-    Changeset,
-    EmptyChangeset,
-    NeedFull,
-    NeedPartial,
-    SyncState,
-)
+from corrosion_py.wire.messages import Changeset, EmptyChangeset, NeedFull, NeedPartial, SyncState
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\n"
 STRANGER = bytes([0xEE]) * 16

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corrosion_py.store.bookkeeping import BookedVersions
-from corrosion_py.store.hlc import HLC, ClockDriftError, ns_from_ntp64, ntp64_from_ns
-from corrosion_py.store.ranges import RangeSet
+from corrosion_py.replication.booked import BookedVersions
+from corrosion_py.replication.hlc import HLC, ClockDriftError, ns_from_ntp64, ntp64_from_ns
+from corrosion_py.replication.ranges import RangeSet
 
 ranges = st.lists(
     st.tuples(st.integers(0, 60), st.integers(0, 8)).map(lambda t: (t[0], t[0] + t[1])),

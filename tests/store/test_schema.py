@@ -1,4 +1,4 @@
-"""Schema files and their additive migration (corrosion_py.store.schema).
+"""Schema files and their additive migration (corrosion_py.store.migrations).
 
 Every refusal is checked twice: the error names the file, the table and the statement, and the
 live database (sqlite_master and every row of every table) is exactly as it was before.
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from corrosion_py import crdt
-from corrosion_py.store.schema import (
+from corrosion_py.store.migrations import (
     SchemaError,
     SchemaResult,
     SchemaStatement,

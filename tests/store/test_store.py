@@ -234,9 +234,9 @@ def test_sync_fills_gaps_and_reports_cleared_versions(open_store) -> None:  # ty
 
 
 def test_large_versions_are_served_in_pages(open_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from corrosion_py.store import sync
+    from corrosion_py.store import serve
 
-    monkeypatch.setattr(sync, "SERVE_PAGE", 7)  # pages of 7 seqs instead of 2,000
+    monkeypatch.setattr(serve, "SERVE_PAGE", 7)  # pages of 7 seqs instead of 2,000
     a, b = open_store("a"), open_store("b")
     a.transaction_sync(
         [

@@ -10,13 +10,7 @@ import pytest
 
 from corrosion_py.crdt import register
 from corrosion_py.store.store import Store, connect
-from corrosion_py.subs.plan import (
-    Plan,
-    Restricted,
-    SubscriptionSqlError,
-    _check_rewritten,
-    plan,
-)
+from corrosion_py.subs.plan import Plan, Restricted, SubscriptionSqlError, _check_rewritten, plan
 
 
 @pytest.fixture

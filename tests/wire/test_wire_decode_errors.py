@@ -10,7 +10,7 @@ import pytest
 
 from corrosion_py import wire
 from corrosion_py.crdt import Change
-from corrosion_py.wire import schema
+from corrosion_py.wire import layout
 
 A = bytes(range(16))
 I64_MAX = 2**63 - 1
@@ -25,7 +25,7 @@ def raw(*items: Any, protocol: int = 1, cluster: int = 7) -> bytes:
 def changeset(*, changes: Any = None, **kw: Any) -> bytes:
     fields = {"actor": A, "version": 1, "seqs": [0, 0], "last_seq": 0, "ts": 0} | kw
     return raw(
-        schema.CHANGESET,
+        layout.CHANGESET,
         fields["actor"],
         fields["version"],
         [CH] if changes is None else changes,
@@ -57,7 +57,7 @@ def test_wrong_cluster_id() -> None:
 
 @pytest.mark.parametrize("protocol", [0, 2, 255, -1, "1", 1.0, None, True])
 def test_wrong_protocol_version(protocol: Any) -> None:
-    data = cbor2.dumps([protocol, 7, schema.SYNC_DONE])
+    data = cbor2.dumps([protocol, 7, layout.SYNC_DONE])
     with pytest.raises(wire.ProtocolVersionError):
         wire.decode(data, cluster_id=7)
 
@@ -83,9 +83,9 @@ def test_bad_envelopes() -> None:
         cbor2.dumps({"a": 1}),
         raw("1"),  # tag not an int
         raw(-1),
-        cbor2.dumps([1, -1, schema.SYNC_DONE]),
-        cbor2.dumps([1, 65536, schema.SYNC_DONE]),
-        cbor2.dumps([1, True, schema.SYNC_DONE]),
+        cbor2.dumps([1, -1, layout.SYNC_DONE]),
+        cbor2.dumps([1, 65536, layout.SYNC_DONE]),
+        cbor2.dumps([1, True, layout.SYNC_DONE]),
         b"",
     ]:
         with pytest.raises(wire.DecodeError):
@@ -96,8 +96,8 @@ def test_non_bytes_input_is_a_decode_error() -> None:
     for data in [None, 3, "text", object()]:
         with pytest.raises(wire.DecodeError):
             wire.decode(data, cluster_id=7)  # type: ignore[arg-type]
-    assert wire.decode(bytearray(raw(schema.SYNC_DONE))) == wire.SyncDone()
-    assert wire.decode(memoryview(raw(schema.SYNC_DONE))) == wire.SyncDone()
+    assert wire.decode(bytearray(raw(layout.SYNC_DONE))) == wire.SyncDone()
+    assert wire.decode(memoryview(raw(layout.SYNC_DONE))) == wire.SyncDone()
 
 
 BAD = {
@@ -126,8 +126,8 @@ BAD = {
     "change not array": changeset(changes=[1]),
     "change 8 fields": changeset(changes=[CH[:8]]),
     "change 10 fields": changeset(changes=[[*CH, 0]]),
-    "extra field": raw(schema.CHANGESET, A, 1, [CH], [0, 0], 0, 0, 0),
-    "missing field": raw(schema.CHANGESET, A, 1, [CH], [0, 0], 0),
+    "extra field": raw(layout.CHANGESET, A, 1, [CH], [0, 0], 0, 0, 0),
+    "missing field": raw(layout.CHANGESET, A, 1, [CH], [0, 0], 0),
     # change fields
     "table bytes": with_change(table=b"t"),
     "pk text": with_change(pk="pk"),
@@ -156,49 +156,49 @@ BAD = {
     "change of another version": with_change(dbv=2),
     "change seq outside seqs": with_change(seq=1),
     # other messages
-    "empty changeset versions from 0": raw(schema.EMPTY_CHANGESET, A, [0, 1], 0),
-    "empty changeset reversed": raw(schema.EMPTY_CHANGESET, A, [3, 2], 0),
-    "empty changeset to 2**63-1": raw(schema.EMPTY_CHANGESET, A, [1, 2**63 - 1], 0),
-    "empty changeset past MAX_CLOCK": raw(schema.EMPTY_CHANGESET, A, [1, 2**53], 0),
-    "state head > MAX_CLOCK": raw(schema.SYNC_STATE, A, [[A, 2**53]], [], []),
+    "empty changeset versions from 0": raw(layout.EMPTY_CHANGESET, A, [0, 1], 0),
+    "empty changeset reversed": raw(layout.EMPTY_CHANGESET, A, [3, 2], 0),
+    "empty changeset to 2**63-1": raw(layout.EMPTY_CHANGESET, A, [1, 2**63 - 1], 0),
+    "empty changeset past MAX_CLOCK": raw(layout.EMPTY_CHANGESET, A, [1, 2**53], 0),
+    "state head > MAX_CLOCK": raw(layout.SYNC_STATE, A, [[A, 2**53]], [], []),
     "state too many actors": raw(
-        schema.SYNC_STATE, A, [[i.to_bytes(16, "big"), 1] for i in range(65_537)], [], []
+        layout.SYNC_STATE, A, [[i.to_bytes(16, "big"), 1] for i in range(65_537)], [], []
     ),
     "state too many ranges": raw(
-        schema.SYNC_STATE, A, [], [[A, [[2 * i + 1, 2 * i + 1] for i in range(262_145)]]], []
+        layout.SYNC_STATE, A, [], [[A, [[2 * i + 1, 2 * i + 1] for i in range(262_145)]]], []
     ),
     "state too many partial versions": raw(
-        schema.SYNC_STATE, A, [], [], [[A, [[v, []] for v in range(1, 262_146)]]]
+        layout.SYNC_STATE, A, [], [], [[A, [[v, []] for v in range(1, 262_146)]]]
     ),
-    "request too many needs": raw(schema.SYNC_REQUEST, [[A, [[0, [1, 1]]] * 257]]),
+    "request too many needs": raw(layout.SYNC_REQUEST, [[A, [[0, [1, 1]]] * 257]]),
     "request too many seq ranges": raw(
-        schema.SYNC_REQUEST, [[A, [[1, 1, [[i, i] for i in range(4_097)]]]]]
+        layout.SYNC_REQUEST, [[A, [[1, 1, [[i, i] for i in range(4_097)]]]]]
     ),
-    "request need past MAX_CLOCK": raw(schema.SYNC_REQUEST, [[A, [[0, [1, 2**53]]]]]),
-    "state head negative": raw(schema.SYNC_STATE, A, [[A, -1]], [], []),
-    "state duplicate head": raw(schema.SYNC_STATE, A, [[A, 1], [A, 2]], [], []),
-    "state head not pair": raw(schema.SYNC_STATE, A, [[A, 1, 2]], [], []),
-    "state heads as map": raw(schema.SYNC_STATE, A, {A: 1}, [], []),
-    "state need from 0": raw(schema.SYNC_STATE, A, [], [[A, [[0, 1]]]], []),
-    "state duplicate need": raw(schema.SYNC_STATE, A, [], [[A, []], [A, []]], []),
-    "state partial version 0": raw(schema.SYNC_STATE, A, [], [], [[A, [[0, []]]]]),
-    "state partial dup version": raw(schema.SYNC_STATE, A, [], [], [[A, [[1, []], [1, []]]]]),
-    "state partial dup actor": raw(schema.SYNC_STATE, A, [], [], [[A, []], [A, []]]),
-    "state partial bad seqs": raw(schema.SYNC_STATE, A, [], [], [[A, [[1, [[2, 1]]]]]]),
-    "request need kind 2": raw(schema.SYNC_REQUEST, [[A, [[2, [1, 1]]]]]),
-    "request need kind text": raw(schema.SYNC_REQUEST, [[A, [["0", [1, 1]]]]]),
-    "request need kind bool": raw(schema.SYNC_REQUEST, [[A, [[False, [1, 1]]]]]),
-    "request need empty": raw(schema.SYNC_REQUEST, [[A, [[]]]]),
-    "request full from 0": raw(schema.SYNC_REQUEST, [[A, [[0, [0, 1]]]]]),
-    "request full extra": raw(schema.SYNC_REQUEST, [[A, [[0, [1, 1], 5]]]]),
-    "request partial version 0": raw(schema.SYNC_REQUEST, [[A, [[1, 0, [[0, 1]]]]]]),
-    "request partial bad range": raw(schema.SYNC_REQUEST, [[A, [[1, 1, [[1, 0]]]]]]),
-    "request bad actor": raw(schema.SYNC_REQUEST, [[b"x", []]]),
-    "start bad actor": raw(schema.SYNC_START, b""),
-    "clock negative": raw(schema.SYNC_CLOCK, -5),
-    "rejection unknown code": raw(schema.SYNC_REJECTION, len(wire.REJECTION_REASONS)),
-    "rejection text": raw(schema.SYNC_REJECTION, "max_concurrency"),
-    "done with field": raw(schema.SYNC_DONE, 0),
+    "request need past MAX_CLOCK": raw(layout.SYNC_REQUEST, [[A, [[0, [1, 2**53]]]]]),
+    "state head negative": raw(layout.SYNC_STATE, A, [[A, -1]], [], []),
+    "state duplicate head": raw(layout.SYNC_STATE, A, [[A, 1], [A, 2]], [], []),
+    "state head not pair": raw(layout.SYNC_STATE, A, [[A, 1, 2]], [], []),
+    "state heads as map": raw(layout.SYNC_STATE, A, {A: 1}, [], []),
+    "state need from 0": raw(layout.SYNC_STATE, A, [], [[A, [[0, 1]]]], []),
+    "state duplicate need": raw(layout.SYNC_STATE, A, [], [[A, []], [A, []]], []),
+    "state partial version 0": raw(layout.SYNC_STATE, A, [], [], [[A, [[0, []]]]]),
+    "state partial dup version": raw(layout.SYNC_STATE, A, [], [], [[A, [[1, []], [1, []]]]]),
+    "state partial dup actor": raw(layout.SYNC_STATE, A, [], [], [[A, []], [A, []]]),
+    "state partial bad seqs": raw(layout.SYNC_STATE, A, [], [], [[A, [[1, [[2, 1]]]]]]),
+    "request need kind 2": raw(layout.SYNC_REQUEST, [[A, [[2, [1, 1]]]]]),
+    "request need kind text": raw(layout.SYNC_REQUEST, [[A, [["0", [1, 1]]]]]),
+    "request need kind bool": raw(layout.SYNC_REQUEST, [[A, [[False, [1, 1]]]]]),
+    "request need empty": raw(layout.SYNC_REQUEST, [[A, [[]]]]),
+    "request full from 0": raw(layout.SYNC_REQUEST, [[A, [[0, [0, 1]]]]]),
+    "request full extra": raw(layout.SYNC_REQUEST, [[A, [[0, [1, 1], 5]]]]),
+    "request partial version 0": raw(layout.SYNC_REQUEST, [[A, [[1, 0, [[0, 1]]]]]]),
+    "request partial bad range": raw(layout.SYNC_REQUEST, [[A, [[1, 1, [[1, 0]]]]]]),
+    "request bad actor": raw(layout.SYNC_REQUEST, [[b"x", []]]),
+    "start bad actor": raw(layout.SYNC_START, b""),
+    "clock negative": raw(layout.SYNC_CLOCK, -5),
+    "rejection unknown code": raw(layout.SYNC_REJECTION, len(wire.REJECTION_REASONS)),
+    "rejection text": raw(layout.SYNC_REJECTION, "max_concurrency"),
+    "done with field": raw(layout.SYNC_DONE, 0),
 }
 
 
@@ -223,7 +223,7 @@ def test_cbor_tags_are_refused() -> None:
         (55799, 1),  # self-describe
         (1000, 1),  # unknown to cbor2
     ]:
-        data = raw(schema.SYNC_CLOCK, cbor2.CBORTag(tag, payload))
+        data = raw(layout.SYNC_CLOCK, cbor2.CBORTag(tag, payload))
         with pytest.raises(wire.DecodeError):
             wire.decode(data, cluster_id=7)
         # also as the whole message
@@ -269,18 +269,18 @@ def test_trailing_bytes_are_refused() -> None:
 def test_deep_nesting_is_refused_cheaply() -> None:
     deep = b"\x81" * 100_000 + b"\x00"
     with pytest.raises(wire.DecodeError):
-        wire.decode(raw(schema.SYNC_CLOCK) + deep, cluster_id=7)
+        wire.decode(raw(layout.SYNC_CLOCK) + deep, cluster_id=7)
     with pytest.raises(wire.DecodeError):
         wire.decode(b"\x83\x01\x07\x06" + deep, cluster_id=7)
 
 
 def test_maps_with_non_string_keys_are_refused() -> None:
     with pytest.raises(wire.DecodeError):
-        wire.decode(raw(schema.SYNC_CLOCK, {1: 2, 3: 4}), cluster_id=7)
+        wire.decode(raw(layout.SYNC_CLOCK, {1: 2, 3: 4}), cluster_id=7)
 
 
 def test_invalid_utf8_is_refused() -> None:
-    data = raw(schema.SYNC_REJECTION, "x")[:-2] + b"\x61\xff"  # text of 1 byte: 0xff
+    data = raw(layout.SYNC_REJECTION, "x")[:-2] + b"\x61\xff"  # text of 1 byte: 0xff
     with pytest.raises(wire.DecodeError):
         wire.decode(data, cluster_id=7)
 

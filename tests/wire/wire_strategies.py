@@ -6,6 +6,7 @@ from __future__ import annotations
 import attrs
 from hypothesis import strategies as st
 
+from corrosion_py.aliases import Range
 from corrosion_py.crdt import Change
 from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.wire import (
@@ -16,7 +17,6 @@ from corrosion_py.wire import (
     Need,
     NeedFull,
     NeedPartial,
-    Range,
     SyncClock,
     SyncDone,
     SyncRejection,

@@ -1,4 +1,4 @@
-"""Agents as OS processes (`python -m corrosion_py.agent.node`), for multi-process tests and
+"""Agents as OS processes (`python -m corrosion_py.testing.agent_node`), for multi-process tests and
 benchmarks. Whoever starts them stops them: `agent_cluster` kills its own processes by PID on
 exit, whatever happened inside.
 """
@@ -39,7 +39,7 @@ class AgentProcess:
     ) -> None:
         self.db = db
         self.args = [
-            sys.executable, "-m", "corrosion_py.agent.node", "--db", str(db),
+            sys.executable, "-m", "corrosion_py.testing.agent_node", "--db", str(db),
             "--schema", str(schema), "--preset", preset, "--loss", str(loss),
             "--cluster-id", str(cluster_id),
             "--sync-interval", str(sync_interval[0]), str(sync_interval[1]),

@@ -1,6 +1,6 @@
-"""Membership nodes as OS processes (`python -m corrosion_py.net.node`), for tests, benchmarks
-and trying a cluster out by hand. Whoever starts them stops them: `local_cluster` kills its own
-processes by PID on exit, whatever happened inside.
+"""Membership nodes as OS processes (`python -m corrosion_py.testing.swim_node`), for tests,
+benchmarks and trying a cluster out by hand. Whoever starts them stops them: `local_cluster`
+kills its own processes by PID on exit, whatever happened inside.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class NodeProcess:
             [
                 sys.executable,
                 "-m",
-                "corrosion_py.net.node",
+                "corrosion_py.testing.swim_node",
                 "--seed",
                 str(seed),
                 "--preset",

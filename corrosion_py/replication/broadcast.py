@@ -62,7 +62,7 @@ from collections.abc import Hashable, Sequence
 import attrs
 from attrs import validators
 
-from corrosion_py.wire.swim import Addr
+from corrosion_py.addr import Addr
 
 
 def max_transmissions(n: int) -> int:

@@ -1,13 +1,13 @@
 """The trio shell of changeset broadcast: local changesets out as datagrams at once, received
-ones into the apply queue and on to a few more peers (the rules are in gossip/broadcast.py and
-gossip/changes.py; this module only does the I/O).
+ones into the apply queue and on to a few more peers (the rules are in replication/broadcast.py and
+replication/known.py; this module only does the I/O).
 
 - Local: a committed changeset is cut into pieces that fit one datagram (the store's chunk
   budget), each piece encoded once and handed to the broadcaster, which sends it to the closest
   peers at once and schedules the further rounds. A single change too large for a datagram is
   refused by the endpoint and counted; sync carries it.
 - Received: a datagram that does not decode, or comes from another cluster, is counted and
-  dropped. So is a claim not believed (gossip/claims.py: about our own actor, an empty range,
+  dropped. So is a claim not believed (replication/claims.py: about our own actor, an empty range,
   an actor neither a member nor known, a version past the actor's ceiling), counted as
   ``refused_<reason>``; it is never relayed. A piece the bookkeeping already holds is a
   duplicate; a new one is queued for apply (never waiting: the queue drops its oldest on
@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.agent.apply_queue import ApplyQueue
-from corrosion_py.gossip import Broadcaster, Peer, Send
-from corrosion_py.gossip.changes import is_known, piece_key
-from corrosion_py.gossip.claims import broadcast_refusal
 from corrosion_py.net.udp import UdpEndpoint
+from corrosion_py.replication import Broadcaster, Peer, Send
+from corrosion_py.replication.claims import broadcast_refusal
+from corrosion_py.replication.known import is_known, piece_key
 from corrosion_py.store.store import Store
 from corrosion_py.wire import (
     Changeset,
@@ -38,7 +39,6 @@ from corrosion_py.wire import (
 )
 from corrosion_py.wire import decode as decode_message
 from corrosion_py.wire import encode as encode_message
-from corrosion_py.wire.swim import Addr
 
 
 class Gossiper:

@@ -74,7 +74,7 @@ def _user_message(exc: BaseException) -> str | None:
         return None
     if isinstance(exc, CliError):
         return exc.format_message()
-    client_types = sys.modules.get("corrosion_py.client_types")
+    client_types = sys.modules.get("corrosion_py.client.protocol")
     if client_types is not None and isinstance(exc, client_types.ClientError):
         if isinstance(exc, client_types.TransportError):
             return f"{exc.message}; {AGENT_HINT}"
@@ -357,9 +357,9 @@ async def _report_catch_up(agent: Any, log: logging.Logger, interval: float = 1.
 async def _run_agent(config: Config) -> None:
     import trio
 
+    from corrosion_py.addr import format_addr
     from corrosion_py.admin import serve_admin
     from corrosion_py.agent import Agent
-    from corrosion_py.wire.swim import format_addr
 
     log = logging.getLogger("corrosion_py.agent")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

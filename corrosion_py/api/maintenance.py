@@ -8,7 +8,7 @@ given.
 ``migrations`` (Corrosion v0.x's, removed from Corrosion v1; kept here as an admin endpoint):
 the body is a JSON array of schema statements (``CREATE TABLE``, ``CREATE INDEX``), applied on
 top of the schema recorded in the database by the schema files' additive rules
-(`corrosion_py.store.schema.apply_schema_statements`), in one transaction. A refused statement
+(`corrosion_py.store.migrations.apply_schema_statements`), in one transaction. A refused statement
 is answered 400 with the rule's message and nothing changes. The answer has the transactions'
 shape, with every result ``{"rows_affected": 0, "time": 0.0}`` (the statements are applied as
 one plan, so only the total ``time`` is measured) and a ``"schema"`` key saying what changed.
@@ -26,13 +26,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from corrosion_py.api.config import ApiConfig
 from corrosion_py.api.errors import ApiError, BadRequest
 from corrosion_py.api.inputs import read_json
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import json_response
 from corrosion_py.api.transactions import exec_error, exec_response
-from corrosion_py.crdt.schema import crr_names, q
-from corrosion_py.store.schema import SchemaError
+from corrosion_py.crdt.tables import crr_names, q
+from corrosion_py.store.migrations import SchemaError
 
 if TYPE_CHECKING:
     from corrosion_py.agent import Agent

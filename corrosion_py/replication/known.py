@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from corrosion_py.store.bookkeeping import BookedVersions
+from corrosion_py.replication.booked import BookedVersions
 from corrosion_py.wire.messages import Changeset, EmptyChangeset
 
 PieceKey = tuple[bytes, int, int, int] | tuple[bytes, int, int]

@@ -9,7 +9,7 @@ anti-entropy sync (repair what broadcast lost). Sans-IO cores; the trio shells l
     for s in sends: sendto(s.data, s.addr)
 """
 
-from corrosion_py.gossip.broadcast import (
+from corrosion_py.replication.broadcast import (
     BroadcastConfig,
     Broadcaster,
     Peer,
@@ -18,7 +18,7 @@ from corrosion_py.gossip.broadcast import (
     max_transmissions,
     relay_transmissions,
 )
-from corrosion_py.gossip.sync import (
+from corrosion_py.replication.sync_plan import (
     choose_peers,
     desired_peers,
     jittered_interval,

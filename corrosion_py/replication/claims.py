@@ -34,11 +34,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from corrosion_py.store.bookkeeping import MAX_VERSION_JUMP, BookedVersions
-from corrosion_py.store.ranges import RangeSet
-from corrosion_py.wire.messages import Changeset, EmptyChangeset, Need, NeedFull
-
-Item = Changeset | EmptyChangeset
+from corrosion_py.replication.booked import MAX_VERSION_JUMP, BookedVersions
+from corrosion_py.replication.ranges import RangeSet
+from corrosion_py.wire.messages import EmptyChangeset, Item, Need, NeedFull
 
 
 def broadcast_refusal(

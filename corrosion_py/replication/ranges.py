@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 
-Range = tuple[int, int]  # inclusive
+from corrosion_py.aliases import Range
 
 
 class RangeSet:

@@ -1,6 +1,7 @@
 """A membership-only node as its own OS process, for multi-process tests and trying SWIM out:
 
-    python -m corrosion_py.net.node [--join HOST:PORT ...] [--seed N] [--preset local|lan|wan]
+    python -m corrosion_py.testing.swim_node [--join HOST:PORT ...] [--seed N]
+        [--preset local|lan|wan]
                                     [--loss P]
 
 The gossip port is UDP (SWIM datagrams) and TCP on the same number (push-pull of member lists).
@@ -20,11 +21,11 @@ import sys
 
 import trio
 
+from corrosion_py.addr import parse_addr
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.udp import open_gossip_port
 from corrosion_py.swim import Swim
-from corrosion_py.swim.config import LAN, LOCAL, WAN
 from corrosion_py.swim.events import (
     MemberDown,
     MemberLeft,
@@ -33,7 +34,7 @@ from corrosion_py.swim.events import (
     MemberSuspect,
     MemberUp,
 )
-from corrosion_py.wire.swim import parse_addr
+from corrosion_py.swim.presets import LAN, LOCAL, WAN
 
 PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
 NAMES = {

@@ -2,7 +2,7 @@
 blocking: the CLI and scripts) and `AsyncCorrosionClient` (httpx under trio or asyncio).
 
 Both have the same methods. Request shapes, parsing, error mapping and the subscription resume
-rules live in `corrosion_py.client_types` (no I/O), so the two differ only in how they wait.
+rules live in `corrosion_py.client.protocol` (no I/O), so the two differ only in how they wait.
 Every refusal by the server raises a `ClientError` subclass carrying the status and the
 server's message; a connection that fails raises `TransportError` naming the URL. See
 docs/client.md.
@@ -26,7 +26,7 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from corrosion_py.client_types import (
+from corrosion_py.client.protocol import (
     JSON_HEADERS,
     Address,
     Answer,
@@ -169,7 +169,7 @@ class CorrosionClient(_Base):
     sent as ``Authorization: Bearer``; ``timeout``: seconds for connecting and for each read
     (None: no limit; streams always wait for lines without limit); ``resume``: how
     subscriptions reconnect; ``decode_blobs``: BLOB cells as ``bytes`` rather than lists of
-    byte numbers (see `corrosion_py.client_types`); ``transport``: an httpx transport."""
+    byte numbers (see `corrosion_py.client.protocol`); ``transport``: an httpx transport."""
 
     def __init__(
         self,

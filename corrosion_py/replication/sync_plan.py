@@ -34,8 +34,9 @@ import random
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
-from corrosion_py.store.ranges import Range, RangeSet
-from corrosion_py.store.sync import FULL_NEED_VERSIONS, compute_needs
+from corrosion_py.aliases import Range
+from corrosion_py.replication.needs import FULL_NEED_VERSIONS, compute_needs
+from corrosion_py.replication.ranges import RangeSet
 from corrosion_py.wire.messages import Need, NeedFull, NeedPartial, SyncState
 
 K = TypeVar("K", bound=Hashable)

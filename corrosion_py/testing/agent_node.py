@@ -1,7 +1,7 @@
 """An agent as its own OS process, driven by JSON lines, for multi-process tests and benchmarks
 (the user-facing command is ``corrosion agent``, with a config file and the HTTP API):
 
-    python -m corrosion_py.agent.node --db n1.db --schema schema.sql [--gossip HOST:PORT]
+    python -m corrosion_py.testing.agent_node --db n1.db --schema schema.sql [--gossip HOST:PORT]
         [--bootstrap HOST:PORT ...] [--cluster-id N] [--preset local|lan|wan] [--loss P]
         [--sync-interval LOW HIGH] [--seed N] [--api HOST:PORT] [--keyring-file PATH]
 
@@ -33,11 +33,11 @@ from typing import Any
 
 import trio
 
+from corrosion_py.addr import format_addr, parse_addr
 from corrosion_py.agent.agent import Agent, AgentConfig
 from corrosion_py.errors import CorrosionError
 from corrosion_py.net.faults import FaultPlan
-from corrosion_py.swim.config import LAN, LOCAL, WAN
-from corrosion_py.wire.swim import format_addr, parse_addr
+from corrosion_py.swim.presets import LAN, LOCAL, WAN
 
 PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
 

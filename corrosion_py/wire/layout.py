@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from corrosion_py.aliases import Range, SqlValue
 from corrosion_py.crdt import Change
 from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.wire.errors import DecodeError
@@ -50,8 +51,6 @@ from corrosion_py.wire.messages import (
     Need,
     NeedFull,
     NeedPartial,
-    Range,
-    SqlValue,
     SyncClock,
     SyncDone,
     SyncRejection,

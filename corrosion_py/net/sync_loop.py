@@ -1,7 +1,6 @@
 """The periodic anti-entropy loop: every few seconds, sync with a few members over TCP.
 
-Rules (reference/corrosion.md §3.9; the choice and planning are gossip/sync.py, the sessions
-net/sync.py):
+Rules (the choice and planning are replication/sync_plan.py, the sessions net/sync.py):
 
 - Rounds are ``jittered_interval(low, high)`` apart (1-15 s by default), so a cluster's rounds
   do not line up. The first round starts soon after start (``first_delay``): a new or restarted
@@ -31,14 +30,14 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.agent.apply_queue import ApplyQueue
-from corrosion_py.gossip import choose_peers, jittered_interval, missing_versions
 from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.net.sync import SyncReport, sync_with
+from corrosion_py.replication import choose_peers, jittered_interval, missing_versions
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
 from corrosion_py.wire.messages import SyncState
-from corrosion_py.wire.swim import Addr
 
 CANNOT_SYNC_AFTER = 3  # rounds failed in a row before the node reports it cannot sync
 STALE_AFTER = 60.0  # seconds without a round that worked (at least 4 intervals)
