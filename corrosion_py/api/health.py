@@ -23,9 +23,9 @@ the queue is also over this), ``failure_status`` (the status of an unhealthy ans
 default). Unhealthy when there is a fault, or gaps > ``gaps``, or queue > ``max_queue``, or
 lag > ``p99_lag`` and (``queue_size`` unset or queue > ``queue_size``); the body is the same.
 When ``p99_lag`` is asked for but there is no lag yet, the answer is ``failure_status`` with
-``{"error": "no p99 lag information available"}`` (Corrosion's); without that parameter
-``p99_lag`` is null and the node can still be healthy (a node nobody writes to has no lag to
-report).
+``{"error": "no p99 lag information available", "code": "no_lag_info"}`` (Corrosion's message);
+without that parameter ``p99_lag`` is null and the node can still be healthy (a node nobody
+writes to has no lag to report).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute, Route
 from corrosion_py.api.inputs import float_param, int_param
 from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import error_response, json_response
+from corrosion_py.api_types import ErrorCode, Problem
 from corrosion_py.replication.booked import BookedVersions
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         queue = agent.apply_queue.depth
         faults = agent.faults()
         if max_lag is not None and lag is None:
-            return error_response(failure, NO_LAG)
+            return error_response(failure, Problem(ErrorCode.NO_LAG_INFO, NO_LAG))
         unhealthy = (
             bool(faults)
             or (max_gaps is not None and gaps > max_gaps)

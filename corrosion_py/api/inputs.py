@@ -1,7 +1,7 @@
 """Reading what a request carries: its JSON body (bounded) and typed query parameters.
 
-Every failure is a `BadRequest` (or 413 for a body over the limit) naming what is wrong, raised
-before anything is touched.
+Every failure is a `BadRequest` (or `TooLarge`, 413, for a body over the limit) naming what is
+wrong, raised before anything is touched.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from starlette.requests import Request
 
-from corrosion_py.api.errors import ApiError, BadRequest
+from corrosion_py.api.errors import BadRequest, TooLarge
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -23,13 +23,13 @@ async def read_json(request: Request, limit: int) -> Any:
     """The body parsed as JSON (NaN and Infinity refused); at most ``limit`` bytes are read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(f"request body too large (limit {limit} bytes)", 413)
+        raise TooLarge(f"request body too large (limit {limit} bytes)")
     parts: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(f"request body too large (limit {limit} bytes)", 413)
+            raise TooLarge(f"request body too large (limit {limit} bytes)")
         parts.append(chunk)
     body = b"".join(parts)
     if not body.strip():

@@ -31,6 +31,7 @@ from corrosion_py.api.inputs import read_json
 from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import json_response
 from corrosion_py.api.transactions import exec_error, exec_response
+from corrosion_py.api_types import ErrorCode, Problem, StatementResult, TableStats, table_stats_json
 from corrosion_py.crdt.tables import crr_names, q
 from corrosion_py.store.migrations import SchemaError
 
@@ -74,18 +75,19 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
     async def table_stats(request: Request) -> Response:
         tables = _tables(await read_json(request, config.max_body_bytes))
         total, invalid = await agent.store.read(lambda conn: _count(conn, tables))
-        return json_response({"total_row_count": total, "invalid_tables": invalid})
+        return json_response(table_stats_json(TableStats(total, invalid)))
 
     async def migrations(request: Request) -> Response:
         started = time.perf_counter()
         try:
             statements = _schema_statements(await read_json(request, config.max_body_bytes))
         except ApiError as exc:
-            return exec_error(agent, exc.status, exc.message)
+            return exec_error(agent, exc.status, exc.problem())
         try:
             result = await agent.store.apply_schema_statements(statements)
         except SchemaError as exc:
-            return exec_error(agent, 400, str(exc), time.perf_counter() - started)
+            problem = Problem(ErrorCode.BAD_REQUEST, str(exc))
+            return exec_error(agent, 400, problem, time.perf_counter() - started)
         if result.changed:
             agent.subs.schema_changed()
         schema = {
@@ -93,8 +95,8 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
             "added_columns": [list(tc) for tc in result.added_columns],
             "created_indexes": list(result.created_indexes),
         }
-        results = [{"rows_affected": 0, "time": 0.0} for _ in statements]
-        return exec_response(agent, results, time.perf_counter() - started, None, schema=schema)
+        results = [StatementResult(0, 0.0) for _ in statements]
+        return exec_response(agent, results, time.perf_counter() - started, None, schema)
 
     return [
         Route("/v1/table_stats", table_stats, methods=["POST"]),

@@ -1,10 +1,11 @@
 """Pure ASGI middleware around the routes, outermost first:
 
 1. `ErrorMiddleware`: an exception no handler answered is logged with its traceback and
-   answered 500 ``{"error": "internal error: <type>"}`` (no traceback in the body); if the
-   response had started, the connection is left to end. (Starlette's own error middleware
-   would re-raise to the server, which logs it again.) A `StorageFault` (a full disk, a
-   corrupt database: the store has logged it) is answered 503 with its message instead.
+   answered 500 ``{"error": "internal error: <type>", "code": "internal"}`` (no traceback in
+   the body); if the response had started, the connection is left to end. (Starlette's own
+   error middleware would re-raise to the server, which logs it again.) A `StorageFault` (a
+   full disk, a corrupt database: the store has logged it) is answered 503 with its message
+   instead (code ``storage_fault``).
 2. `AuthMiddleware`: with a token configured, every request needs
    ``Authorization: Bearer <token>`` (compared in constant time), else 401.
 3. `LimitMiddleware`: requests in progress are counted per route template and overall; over
@@ -26,6 +27,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corrosion_py.api.responses import error_response
+from corrosion_py.api_types import ErrorCode, Problem
 from corrosion_py.errors import StorageFault
 
 log = logging.getLogger("corrosion_py.api")
@@ -53,11 +55,13 @@ class ErrorMiddleware:
             return  # the client left while sending its body: nobody to answer
         except StorageFault as exc:
             if not started:
-                await error_response(503, str(exc))(scope, receive, send)
+                problem = Problem(ErrorCode.STORAGE_FAULT, str(exc))
+                await error_response(503, problem)(scope, receive, send)
         except Exception as exc:
             log.exception("error in %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                response = error_response(500, f"internal error: {type(exc).__name__}")
+                problem = Problem(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+                response = error_response(500, problem)
                 await response(scope, receive, send)
 
 
@@ -75,7 +79,8 @@ class AuthMiddleware:
                     if not given
                     else "invalid bearer token"
                 )
-                response = error_response(401, message, {"www-authenticate": "Bearer"})
+                problem = Problem(ErrorCode.UNAUTHORIZED, message)
+                response = error_response(401, problem, {"www-authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -121,7 +126,10 @@ class LimitMiddleware:
                 if self.total >= self.total_limit
                 else f"{route_limit} requests on {key}"
             )
-            response = error_response(503, f"too many requests in progress ({limit}): retry")
+            problem = Problem(
+                ErrorCode.OVERLOADED, f"too many requests in progress ({limit}): retry"
+            )
+            response = error_response(503, problem)
             await response(scope, receive, send)
             return
         self.total += 1

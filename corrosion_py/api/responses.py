@@ -1,6 +1,7 @@
-"""JSON and NDJSON responses, shaped as Corrosion's (reference/corrosion.md §2).
+"""JSON and NDJSON responses, shaped as Corrosion's.
 
-- `error_response`: ``{"error": message}`` with a status, the body of every refusal.
+- `error_response`: ``{"error": message, "code": code, ...}`` with a status, the body of every
+  refusal (`corrosion_py.api_types.problems`).
 - `NdjsonResponse`: a chunked ``application/x-ndjson`` stream from an async iterable of encoded
   chunks (each one or more complete lines); `ndjson_response` builds one from JSON-able dicts,
   one line each (the subscription endpoints use it). The stream ends, and the iterable is
@@ -21,6 +22,8 @@ from typing import Any
 import trio
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
+
+from corrosion_py.api_types import Problem, problem_json
 
 __all__ = [
     "NdjsonResponse",
@@ -54,10 +57,10 @@ def json_response(
 
 
 def error_response(
-    status: int, message: str, headers: Mapping[str, str] | None = None
+    status: int, problem: Problem, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """``{"error": message}`` with ``status``: how every endpoint refuses a request."""
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    """``problem``'s JSON with ``status``: how every endpoint refuses a request."""
+    return JSONResponse(problem_json(problem), status_code=status, headers=headers)
 
 
 class NdjsonResponse(Response):

@@ -13,9 +13,10 @@ REAL, as Corrosion's parser does), float → REAL, string → TEXT, an array of 
 keys carry their sigil as in Corrosion (``:id``, ``@id``, ``$id``); Python's sqlite3 wants the
 bare name, so the sigil is dropped here (a key without one is accepted too).
 
-Result cells go the other way (`cell_json`): NULL, INTEGER, REAL, TEXT as themselves, a BLOB as
-an array of byte numbers (Corrosion's encoding, no base64); REAL infinities become null, as
-serde_json writes non-finite floats.
+Result cells go the other way (`corrosion_py.api_types.values.cell_json`): NULL, INTEGER, REAL,
+TEXT as themselves, a BLOB as an array of byte numbers (Corrosion's encoding, no base64); REAL
+infinities become null, as serde_json writes non-finite floats. `row_line` is that encoding's
+fast path for the rows of a streamed query.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from corrosion_py.aliases import Params, SqlValue
 from corrosion_py.api.errors import BadRequest
+from corrosion_py.api_types import row_json
+from corrosion_py.api_types.values import SIGILS
 
-__all__ = ["BadRequest", "Params", "bind_value", "cell_json", "parse_statement", "parse_statements"]
+__all__ = ["BadRequest", "Params", "bind_value", "parse_statement", "parse_statements", "row_line"]
 
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
-SIGILS = ":@$"
 SHAPES = (
     'a statement is "sql", ["sql", [params]], ["sql", {"named": params}] or '
     '{"query": "sql", "params": [...], "named_params": {...}}'
@@ -63,7 +64,7 @@ def bind_value(value: object) -> SqlValue:
 def _named(params: Mapping[str, object]) -> dict[str, SqlValue]:
     out: dict[str, SqlValue] = {}
     for key, value in params.items():
-        name = key[1:] if key[:1] in tuple(SIGILS) else key
+        name = key[1:] if key.startswith(SIGILS) else key
         if not name:
             raise BadRequest(f"empty named parameter {key!r}")
         if name in out:
@@ -137,20 +138,6 @@ def parse_statements(body: object) -> list[tuple[str, Params]]:
         except BadRequest as exc:
             raise BadRequest(f"statement {index}: {exc.message}") from None
     return out
-
-
-def cell_json(value: object) -> Any:
-    """A result cell as JSON: BLOB → array of byte numbers; a non-finite REAL → null."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return list(bytes(value))
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def row_json(row: Sequence[object]) -> list[Any]:
-    """Every cell of a result row as JSON (`cell_json`)."""
-    return [cell_json(v) for v in row]
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode

@@ -1,11 +1,16 @@
-"""The subscription endpoints (reference/corrosion.md §2.3-2.5): ``POST /v1/subscriptions``,
+"""The subscription endpoints, Corrosion's: ``POST /v1/subscriptions``,
 ``GET /v1/subscriptions/{id}`` and ``POST /v1/updates/{table}``, NDJSON streams over
-`corrosion_py.subs`.
+`corrosion_py.subs` in the lines of `corrosion_py.api_types.events`.
 
-What can be refused is refused before the stream starts (400/404 with ``{"error": ...}``): bad
-SQL, an unknown id, a ``from`` with no subscription or older than the kept changes. Once
-streaming, a listener that falls too far behind gets a last ``{"error": ...}`` line naming the
-``from`` to resume with, and the stream ends.
+What can be refused is refused before the stream starts (400/404 with ``{"error": ...,
+"code": ...}``): bad SQL, an unknown id (``no_such_subscription``), a ``from`` with no
+subscription (the same) or older than the kept changes (``changes_too_old`` with
+``min_change_id``). Once streaming, a listener that falls too far behind gets a last
+``{"error": ...}`` line naming the ``from`` to resume with, and the stream ends; so does every
+stream when the agent stops or the subscription's query fails. Those lines carry their code and
+fields (``subscriber_lagged`` with ``resume_from``, ``shutting_down``, ``subscription_failed``)
+only when the request asked with ``corro-error-codes: 1``, as an extra key would break
+Corrosion's own client.
 """
 
 from __future__ import annotations
@@ -24,31 +29,22 @@ from corrosion_py.api.errors import BadRequest
 from corrosion_py.api.inputs import read_json
 from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import NdjsonResponse, error_response, ndjson_line, ndjson_response
-from corrosion_py.api.statements import parse_statement, row_json
-from corrosion_py.subs import (
+from corrosion_py.api.statements import parse_statement
+from corrosion_py.api_types import (
+    ERROR_CODES_HEADER,
+    QUERY_HASH_HEADER,
+    QUERY_ID_HEADER,
     Change,
-    Columns,
-    EndOfQuery,
+    ErrorCode,
     Event,
-    Row,
-    Subscription,
-    SubscriptionError,
+    Problem,
+    event_json,
+    problem_json,
 )
+from corrosion_py.subs import Subscription, SubscriptionError
 
 if TYPE_CHECKING:
     from corrosion_py.agent import Agent
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    """One NDJSON line of a subscription, in Corrosion's shapes."""
-    if isinstance(event, Columns):
-        return {"columns": list(event.names)}
-    if isinstance(event, Row):
-        return {"row": [event.rowid, row_json(event.cells)]}
-    if isinstance(event, EndOfQuery):
-        return {"eoq": {"time": event.time, "change_id": event.change_id}}
-    assert isinstance(event, Change)
-    return {"change": [event.kind, event.rowid, row_json(event.cells), event.change_id]}
 
 
 def _query_params(request: Request) -> tuple[int | None, bool]:
@@ -68,7 +64,16 @@ def _query_params(request: Request) -> tuple[int | None, bool]:
 
 
 def _headers(sub: Subscription) -> Mapping[str, str]:
-    return {"corro-query-id": sub.id, "corro-query-hash": sub.hash}
+    return {QUERY_ID_HEADER: sub.id, QUERY_HASH_HEADER: sub.hash}
+
+
+def _wants_codes(request: Request) -> bool:
+    """Whether the stream's error lines may carry their code and fields."""
+    return request.headers.get(ERROR_CODES_HEADER) == "1"
+
+
+def _refusal(exc: SubscriptionError) -> Response:
+    return error_response(400, exc.problem())
 
 
 class _Lines:
@@ -92,7 +97,7 @@ class _Lines:
 
 
 async def _stream(
-    lines: _Lines, sub: Subscription, from_change: int | None, skip_rows: bool
+    lines: _Lines, sub: Subscription, from_change: int | None, skip_rows: bool, codes: bool
 ) -> Response:
     """Attach before answering (so no change committed after the 200 is missed), then stream
     what is queued for this listener in one chunk at a time."""
@@ -102,14 +107,14 @@ async def _stream(
             sub.attach_batches(from_change=from_change, skip_rows=skip_rows)
         )
     except SubscriptionError as exc:
-        return error_response(400, str(exc))
+        return _refusal(exc)
 
     async def chunks() -> AsyncIterator[bytes]:
         try:
             async for batch in batches:
                 yield b"".join(lines.encode(sub.id, event) for event in batch)
         except SubscriptionError as exc:  # lagged or closed
-            yield ndjson_line({"error": str(exc)})
+            yield ndjson_line(problem_json(exc.problem(), with_code=codes))
 
     return NdjsonResponse(chunks(), headers=_headers(sub), on_close=stack.aclose)
 
@@ -125,36 +130,38 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         try:
             sub, _ = await agent.subs.subscribe(sql, params, existing_only=from_change is not None)
         except SubscriptionError as exc:
-            return error_response(400, str(exc))
+            return _refusal(exc)
         # Corrosion: on an existing subscription, from=0 behaves like no from
-        return await _stream(lines, sub, from_change or None, skip_rows)
+        return await _stream(lines, sub, from_change or None, skip_rows, _wants_codes(request))
 
     async def attach(request: Request) -> Response:
         from_change, skip_rows = _query_params(request)
         sub_id = request.path_params["id"]
         sub = agent.subs.get(sub_id)
         if sub is None:
-            return error_response(404, f"could not find subscription with id {sub_id}")
-        return await _stream(lines, sub, from_change, skip_rows)
+            missing = f"could not find subscription with id {sub_id}"
+            return error_response(404, Problem(ErrorCode.NO_SUCH_SUBSCRIPTION, missing))
+        return await _stream(lines, sub, from_change, skip_rows, _wants_codes(request))
 
     async def updates(request: Request) -> Response:
         table = request.path_params["table"]
+        codes = _wants_codes(request)
         stack = AsyncExitStack()
         try:
             notes = await stack.enter_async_context(agent.subs.updates(table))
         except SubscriptionError as exc:
-            return error_response(400, str(exc))
+            return _refusal(exc)
 
         async def notifications() -> AsyncIterator[dict[str, Any]]:
             try:
                 async for note in notes:
-                    yield {"notify": [note.kind, row_json(note.pk)]}
+                    yield event_json(note)
             except SubscriptionError as exc:
-                yield {"error": str(exc)}
+                yield problem_json(exc.problem(), with_code=codes)
 
         notifier = uuid.uuid5(uuid.NAMESPACE_URL, "corrosion-py:updates:" + table)
         return ndjson_response(
-            notifications(), headers={"corro-query-id": str(notifier)}, on_close=stack.aclose
+            notifications(), headers={QUERY_ID_HEADER: str(notifier)}, on_close=stack.aclose
         )
 
     return [

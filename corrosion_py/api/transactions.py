@@ -9,9 +9,10 @@ this actor, broadcast to peers). The answer is Corrosion's ``ExecResponse``::
 ``version`` is null when nothing replicated changed. A statement that fails rolls everything
 back and is answered **400** (Corrosion says 500, but the fault is the client's SQL) in the same
 shape with ``{"error": message}`` as the only result, ``version`` null, and the message again as
-a top-level ``"error"`` (so clients that read only ``error`` see it). Every other refusal of this
-route (malformed JSON, wrong shapes, an empty list) has that shape too; a write the node's storage
-refused (a full disk, a corrupt database: ``StorageFault``) is answered **503** in that shape.
+a top-level ``"error"`` beside its ``"code"`` (``bad_request``), as every refusal has them. Every
+other refusal of this route (malformed JSON, wrong shapes, an empty list) has that shape too; a
+write the node's storage refused (a full disk, a corrupt database: ``StorageFault``) is answered
+**503** in that shape (``storage_fault``). The shapes are `corrosion_py.api_types.results`.
 
 Every transaction is interrupted and rolled back once the node's ``sql_tx_timeout`` has passed
 since it was submitted (waiting for the writer included); ``timeout`` can only shorten that (0:
@@ -36,6 +37,14 @@ from corrosion_py.api.inputs import read_json, timeout_param
 from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import json_response
 from corrosion_py.api.statements import parse_statements
+from corrosion_py.api_types import (
+    ErrorCode,
+    ExecResult,
+    Problem,
+    StatementResult,
+    exec_error_json,
+    exec_json,
+)
 from corrosion_py.errors import StatementError, StorageFault
 from corrosion_py.store.store import transaction_timeout
 
@@ -43,32 +52,22 @@ if TYPE_CHECKING:
     from corrosion_py.agent import Agent
 
 
-def exec_error(agent: Agent, status: int, message: str, elapsed: float = 0.0) -> Response:
+def exec_error(agent: Agent, status: int, problem: Problem, elapsed: float = 0.0) -> Response:
     """A refused or failed ``ExecResponse``: nothing was written."""
     return json_response(
-        {
-            "results": [{"error": message}],
-            "time": elapsed,
-            "version": None,
-            "actor_id": agent.actor_id.hex(),
-            "error": message,
-        },
-        status,
+        exec_error_json(problem, actor_id=agent.actor_id.hex(), time=elapsed), status
     )
 
 
 def exec_response(
-    agent: Agent, results: list[dict[str, Any]], elapsed: float, version: int | None, **extra: Any
+    agent: Agent,
+    results: list[StatementResult],
+    elapsed: float,
+    version: int | None,
+    schema: dict[str, Any] | None = None,
 ) -> Response:
-    return json_response(
-        {
-            "results": results,
-            "time": elapsed,
-            "version": version,
-            "actor_id": agent.actor_id.hex(),
-            **extra,
-        }
-    )
+    result = ExecResult(tuple(results), elapsed, version, agent.actor_id.hex(), schema)
+    return json_response(exec_json(result))
 
 
 def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
@@ -78,18 +77,20 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
             timeout = timeout_param(request, None)
             statements = parse_statements(await read_json(request, config.max_body_bytes))
         except ApiError as exc:
-            return exec_error(agent, exc.status, exc.message)
+            return exec_error(agent, exc.status, exc.problem())
         try:
             # shielded: once submitted, the write commits and is broadcast even if the client
             # goes away (a cancelled submit could otherwise commit later, unannounced)
             with trio.CancelScope(shield=True), transaction_timeout(timeout):
                 result = await agent.transaction(statements)
         except StatementError as exc:
-            return exec_error(agent, 400, str(exc), time.perf_counter() - started)
+            problem = Problem(ErrorCode.BAD_REQUEST, str(exc))
+            return exec_error(agent, 400, problem, time.perf_counter() - started)
         except StorageFault as exc:  # the node's disk or file, not the request: nothing written
-            return exec_error(agent, 503, str(exc), time.perf_counter() - started)
+            problem = Problem(ErrorCode.STORAGE_FAULT, str(exc))
+            return exec_error(agent, 503, problem, time.perf_counter() - started)
         results = [
-            {"rows_affected": max(0, n), "time": t}
+            StatementResult(max(0, n), t)
             for n, t in zip(result.rows_affected, result.times, strict=True)
         ]
         return exec_response(agent, results, time.perf_counter() - started, result.version)

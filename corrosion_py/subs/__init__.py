@@ -1,15 +1,11 @@
-"""SQL subscriptions: live query results pushed as rows change (reference/corrosion.md §2.10,
-made exact for subqueries, EXISTS, LEFT JOINs, aggregates and ORDER BY/LIMIT)."""
+"""SQL subscriptions: live query results pushed as rows change (Corrosion's subscriptions, made
+exact for subqueries, EXISTS, LEFT JOINs, aggregates and ORDER BY/LIMIT). The events are the
+API's own (`corrosion_py.api_types`): the same classes the HTTP clients yield."""
 
-from corrosion_py.subs.events import (
-    Change,
+from corrosion_py.api_types import Change, Columns, EndOfQuery, Event, Notify, Row
+from corrosion_py.subs.errors import (
     ChangesTooOld,
-    Columns,
-    EndOfQuery,
-    Event,
     NoSuchSubscription,
-    Notify,
-    Row,
     SubscriberLagged,
     SubscriptionClosed,
     SubscriptionError,

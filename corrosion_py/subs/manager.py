@@ -41,20 +41,15 @@ import attrs
 import trio
 
 from corrosion_py.aliases import Params
+from corrosion_py.api_types import Change, Columns, EndOfQuery, ErrorCode, Event, Notify, Row
 from corrosion_py.crdt import Change as ColumnChange
 from corrosion_py.crdt import register, unpack_pk
 from corrosion_py.crdt.tables import crr_names
 from corrosion_py.store.guard import decode_problem
 from corrosion_py.store.store import Store, connect
-from corrosion_py.subs.events import (
-    Change,
+from corrosion_py.subs.errors import (
     ChangesTooOld,
-    Columns,
-    EndOfQuery,
-    Event,
     NoSuchSubscription,
-    Notify,
-    Row,
     SubscriberLagged,
     SubscriptionClosed,
     SubscriptionError,
@@ -87,6 +82,7 @@ class _Listener:
     after: int
     lagged: bool = False
     closed_reason: str | None = None
+    closed_code: ErrorCode = ErrorCode.SUBSCRIPTION_FAILED
 
 
 class Subscription:
@@ -100,6 +96,7 @@ class Subscription:
         self.listeners: set[_Listener] = set()
         self.idle_since: float | None = time.monotonic()
         self.closed: str | None = None
+        self.closed_code = ErrorCode.SUBSCRIPTION_FAILED
 
     @property
     def hash(self) -> str:
@@ -139,7 +136,7 @@ class Subscription:
         """`attach`, yielding lists of events: the initial ones, then every change already
         queued for this listener at once (what a network writer sends in one go)."""
         if self.closed is not None:
-            raise SubscriptionClosed(self.closed)
+            raise SubscriptionClosed(self.closed, self.closed_code)
         send, receive = trio.open_memory_channel[RowChange](self._manager.config.listener_buffer)
         started = time.perf_counter()
         initial: list[Event] = []
@@ -198,7 +195,9 @@ class Subscription:
             yield [_public(c) for c in batch]
         if listener.lagged:
             raise SubscriberLagged(last)
-        raise SubscriptionClosed(listener.closed_reason or "subscription closed")
+        raise SubscriptionClosed(
+            listener.closed_reason or "subscription closed", listener.closed_code
+        )
 
     def _publish(self, changes: Sequence[RowChange]) -> None:
         for listener in list(self.listeners):
@@ -216,10 +215,10 @@ class Subscription:
                     break
                 listener.after = change.change_id
 
-    def _close(self, reason: str) -> None:
-        self.closed = reason
+    def _close(self, reason: str, code: ErrorCode = ErrorCode.SUBSCRIPTION_FAILED) -> None:
+        self.closed, self.closed_code = reason, code
         for listener in list(self.listeners):
-            listener.closed_reason = reason
+            listener.closed_reason, listener.closed_code = reason, code
             listener.send.close()
         self.listeners.clear()
 
@@ -271,7 +270,7 @@ class SubscriptionManager:
                 await self._process_loop()
         finally:
             for sub in list(self._subs.values()):
-                sub._close("the agent is stopping")
+                sub._close("the agent is stopping", ErrorCode.SHUTTING_DOWN)
             with trio.CancelScope(shield=True):
                 await self._thread(self._close_connections)
 
@@ -543,7 +542,9 @@ async def _notifications(
     async for notify in receive:
         yield notify
     if listener.lagged:
-        raise SubscriptionClosed("listener fell too far behind and was disconnected")
+        raise SubscriptionClosed(
+            "listener fell too far behind and was disconnected", ErrorCode.SUBSCRIBER_LAGGED
+        )
 
 
 def _normalise(params: Params) -> Params:

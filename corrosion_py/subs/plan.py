@@ -44,7 +44,7 @@ from sqlglot import exp
 from corrosion_py.aliases import Params
 from corrosion_py.crdt.tables import crr_names, introspect
 from corrosion_py.store.guard import refusal, text_problem
-from corrosion_py.subs.events import SubscriptionError
+from corrosion_py.subs.errors import SubscriptionError
 
 KEYS = "__corro_keys__"
 """Marker replaced by a ``(pk) IN (VALUES ...)`` condition in the restricted queries."""

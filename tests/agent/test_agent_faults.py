@@ -200,6 +200,7 @@ async def test_a_page_corrupted_at_runtime_stops_writes_not_the_node(
         assert "restore the database from a backup" in body["faults"][0]["message"]
         refused = await write(http, 2, "local")
         assert refused.status_code == 503 and "is corrupt" in refused.json()["error"]
+        assert refused.json()["code"] == "storage_fault"
         assert await query(http, "SELECT id, x FROM other") == [[1, "x"]]  # reads go on
         await a.transaction([("INSERT INTO other VALUES (2, 'y')", [])])
         await wait_for(lambda: b.apply_queue.stats["dropped_corrupt"] >= 2)

@@ -49,7 +49,7 @@ async def test_health_golden_and_thresholds(tmp_path: Path) -> None:
             # a lag threshold before any remote change: no information, unhealthy
             r = await client.get("/v1/health?p99_lag=1")
             assert r.status_code == 503
-            assert r.json() == {"error": "no p99 lag information available"}
+            assert r.json() == {"error": "no p99 lag information available", "code": "no_lag_info"}
             r = await client.get("/v1/health?p99_lag=1&failure_status=429")
             assert r.status_code == 429
             assert (await client.get("/v1/health?gaps=0&max_queue=0")).status_code == 200
@@ -83,7 +83,7 @@ async def test_health_golden_and_thresholds(tmp_path: Path) -> None:
                           "failure_status=600", "max_queue=1.5"]:  # fmt: skip
                 r = await client.get(f"/v1/health?{query}")
                 assert r.status_code == 400, query
-                assert set(r.json()) == {"error"}
+                assert r.json()["code"] == "bad_request" and set(r.json()) == {"error", "code"}
 
 
 async def test_table_stats(tmp_path: Path) -> None:
@@ -188,8 +188,9 @@ async def test_refused_migrations_change_nothing(tmp_path: Path) -> None:
                 r = await client.post("/v1/migrations", json=statements)
                 assert r.status_code == 400, statements
                 body = r.json()
-                assert set(body) == {"results", "time", "version", "actor_id", "error"}
+                assert set(body) == {"results", "time", "version", "actor_id", "error", "code"}
                 assert body["results"] == [{"error": body["error"]}]
+                assert body["code"] == "bad_request"
                 assert body["version"] is None
                 assert needle in body["error"], body["error"]
                 assert body["error"].startswith("<api>:1: ")

@@ -92,7 +92,7 @@ async def test_writes_are_refused_before_streaming(tmp_path: Path) -> None:
                 r = await client.post(Q, json=sql)
                 assert r.status_code == 400, sql
                 assert r.headers["content-type"] == "application/json"
-                assert r.json() == {"error": "statement is not readonly"}, sql
+                assert r.json() == {"error": "statement is not readonly", "code": "bad_request"}
             assert await rows(agent) == [(1, "a", None, None)]
             assert await agent.store.query("SELECT sql FROM sqlite_master ORDER BY name") == schema
             # reads of every kind are fine, read-only PRAGMAs included
@@ -128,7 +128,7 @@ async def test_bad_statements_are_refused_with_json_errors(tmp_path: Path) -> No
                 r = await client.post(Q, json=body)
                 assert r.status_code == 400, body
                 assert r.headers["content-type"] == "application/json"
-                assert set(r.json()) == {"error"}
+                assert r.json()["code"] == "bad_request"
                 assert needle in r.json()["error"], (body, r.json())
             r = await client.post(Q, content=b"{")
             assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
@@ -184,7 +184,7 @@ async def test_timeout_ends_the_stream_with_an_error_line(tmp_path: Path) -> Non
             slow = f"SELECT count(*) FROM ({ENDLESS})"
             r = await client.post(f"{Q}?timeout=0.2", json=slow)
             assert r.status_code == 400
-            assert r.json() == {"error": "query timed out after 0.2 s"}
+            assert r.json() == {"error": "query timed out after 0.2 s", "code": "bad_request"}
 
 
 async def test_query_pool_full_answers_503(tmp_path: Path) -> None:
@@ -195,6 +195,9 @@ async def test_query_pool_full_answers_503(tmp_path: Path) -> None:
                 assert held.response.status_code == 200
                 r = await client.post(Q, json="SELECT 1")
                 assert r.status_code == 503
-                assert r.json() == {"error": "too many queries running (1): retry"}
+                assert r.json() == {
+                    "error": "too many queries running (1): retry",
+                    "code": "overloaded",
+                }
             r = await client.post(Q, json="SELECT 1")
             assert r.status_code == 200

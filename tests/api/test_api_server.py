@@ -42,7 +42,7 @@ async def test_bearer_token_is_required_on_every_route(tmp_path: Path) -> None:
                         r = await anonymous.request(method, path, json=body)
                         assert r.status_code == 401, (headers, path)
                         assert r.headers["www-authenticate"] == "Bearer"
-                        assert set(r.json()) == {"error"}
+                        assert r.json()["code"] == "unauthorized"
                         assert "bearer token" in r.json()["error"]
             assert await rows(agent) == [(1, "x", None, None)]
 
@@ -57,7 +57,8 @@ async def test_concurrency_limits_answer_503_at_once(tmp_path: Path) -> None:
                 r = await client.post("/v1/queries", json="SELECT 1")
                 assert r.status_code == 503
                 assert r.json() == {
-                    "error": "too many requests in progress (1 requests on /v1/queries): retry"
+                    "error": "too many requests in progress (1 requests on /v1/queries): retry",
+                    "code": "overloaded",
                 }
                 assert (await client.get("/v1/health")).status_code == 200  # another route
             # the client left: once the server noticed, the route is free again
@@ -77,7 +78,10 @@ async def test_concurrency_limits_answer_503_at_once(tmp_path: Path) -> None:
             assert await first.next() == await second.next() == {"columns": ["x"]}
             r = await client.get("/v1/health")
             assert r.status_code == 503
-            assert r.json() == {"error": "too many requests in progress (2 requests in all): retry"}
+            assert r.json() == {
+                "error": "too many requests in progress (2 requests in all): retry",
+                "code": "overloaded",
+            }
 
 
 async def test_json_errors_for_unknown_routes_methods_and_big_bodies(tmp_path: Path) -> None:
@@ -87,7 +91,7 @@ async def test_json_errors_for_unknown_routes_methods_and_big_bodies(tmp_path: P
             r = await client.get("/v1/nope")
             assert r.status_code == 404
             assert r.headers["content-type"] == "application/json"
-            assert r.json() == {"error": "not found: no route for /v1/nope"}
+            assert r.json() == {"error": "not found: no route for /v1/nope", "code": "not_found"}
             assert (await client.post("/", json=[])).status_code == 404
             for method, path, allowed in [
                 ("GET", "/v1/transactions", "POST"),
@@ -101,14 +105,16 @@ async def test_json_errors_for_unknown_routes_methods_and_big_bodies(tmp_path: P
                 given = r.headers["allow"]  # (starlette's order of several methods varies)
                 assert sorted(given.split(", ")) == sorted(allowed.split(", "))
                 assert r.json() == {
-                    "error": f"method {method} not allowed on {path} (allowed: {given})"
+                    "error": f"method {method} not allowed on {path} (allowed: {given})",
+                    "code": "method_not_allowed",
                 }
             big = ["INSERT INTO kv (k, v) VALUES (1, '" + "x" * 200 + "')"]
             r = await client.post("/v1/transactions", json=big)
             assert r.status_code == 413
             assert "too large (limit 100 bytes)" in r.json()["error"]
+            assert r.json()["code"] == "too_large"
             r = await client.post("/v1/queries", json="SELECT '" + "x" * 200 + "'")
-            assert r.status_code == 413 and set(r.json()) == {"error"}
+            assert r.status_code == 413 and r.json()["code"] == "too_large"
             assert await rows(agent) == []
 
 
@@ -124,7 +130,7 @@ async def test_unexpected_errors_are_500_without_traceback(
             with caplog.at_level(logging.ERROR, logger="corrosion_py.api"):
                 r = await client.get("/v1/health")
             assert r.status_code == 500
-            assert r.json() == {"error": "internal error: RuntimeError"}
+            assert r.json() == {"error": "internal error: RuntimeError", "code": "internal"}
             assert "secret" not in r.text
             logged = [rec for rec in caplog.records if rec.name == "corrosion_py.api"]
             assert logged and logged[0].exc_info is not None

@@ -1,12 +1,14 @@
-"""Golden tests of the subscription endpoints' shapes (reference/corrosion.md §2.3-2.5) against
-a real agent's HTTP server: headers, NDJSON lines, attach by id, ``from``, ``skip_rows``, the
-refusals, table update notifications and a slow listener's last line."""
+"""Golden tests of the subscription endpoints' shapes (Corrosion's) against a real agent's HTTP
+server: headers, NDJSON lines, attach by id, ``from``, ``skip_rows``, the refusals and their
+error codes, table update notifications and a slow listener's last line (with its code only
+when the request asked for codes)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 import trio
 from api_harness import HANG, api_node, stream
 
@@ -74,32 +76,42 @@ async def test_subscription_refusals(tmp_path: Path) -> None:
                 r = await client.post("/v1/subscriptions", json=body)
                 assert r.status_code == 400, (body, r.text)
                 assert expected.lower() in r.json()["error"].lower(), (body, r.text)
+                assert r.json()["code"] == "bad_request"
             r = await client.post("/v1/subscriptions", content=b"{nope")
-            assert r.status_code == 400 and "error" in r.json()
+            assert r.status_code == 400 and r.json()["code"] == "bad_request"
             r = await client.post("/v1/subscriptions", params={"from": 1}, json=SQL)
             assert r.status_code == 400
             assert "no existing subscription" in r.json()["error"]
+            assert r.json()["code"] == "no_such_subscription"
             r = await client.get("/v1/subscriptions/0123456789abcdef0123456789abcdef")
             assert r.status_code == 404
             assert r.json() == {
-                "error": "could not find subscription with id 0123456789abcdef0123456789abcdef"
+                "error": "could not find subscription with id 0123456789abcdef0123456789abcdef",
+                "code": "no_such_subscription",
             }
             r = await client.post("/v1/subscriptions", params={"from": "x"}, json=SQL)
-            assert r.status_code == 400
+            assert r.status_code == 400 and r.json()["code"] == "bad_request"
             assert len(agent.subs) == 0
             async with stream(client, "POST", "/v1/subscriptions", json=SQL) as lines:
                 sub_id = lines.response.headers["corro-query-id"]
                 await lines.next()
                 r = await client.get(f"/v1/subscriptions/{sub_id}", params={"from": 5})
                 assert r.status_code == 400 and "ahead" in r.json()["error"]
+                assert r.json()["code"] == "bad_request"
             assert await agent.query("SELECT count(*) FROM kv") == [(0,)]
 
 
-async def test_changes_too_old_and_a_slow_listener(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codes", [False, True], ids=["corrosion_lines", "lines_with_codes"])
+async def test_changes_too_old_and_a_slow_listener(tmp_path: Path, codes: bool) -> None:
+    """The lagged listener's last line is Corrosion's ``{"error"}`` unless the request asked
+    for codes (``corro-error-codes: 1``); refusals always carry theirs."""
     subs = SubsConfig(retention=2, listener_buffer=2)
+    headers = {"corro-error-codes": "1"} if codes else {}
     async with api_node(tmp_path, subs=subs) as (agent, client):
         with trio.fail_after(HANG):
-            async with stream(client, "POST", "/v1/subscriptions", json=SQL) as lines:
+            async with stream(
+                client, "POST", "/v1/subscriptions", json=SQL, headers=headers
+            ) as lines:
                 sub_id = lines.response.headers["corro-query-id"]
                 assert await lines.next() == {"columns": ["k", "v"]}
                 assert "eoq" in await lines.next()  # no rows yet
@@ -110,14 +122,20 @@ async def test_changes_too_old_and_a_slow_listener(tmp_path: Path) -> None:
             got = [line["change"][3] for line in rest[:-1]]
             assert 2 <= len(got) < 5  # the buffer (and a waiting reader) held a few
             assert got == list(range(1, len(got) + 1))
-            assert rest[-1] == {
-                "error": "subscriber fell too far behind and was disconnected; "
-                f"resume with from={len(got)}"
-            }
+            message = (
+                f"subscriber fell too far behind and was disconnected; resume with from={len(got)}"
+            )
+            if codes:
+                lagged = {"code": "subscriber_lagged", "resume_from": len(got)}
+                assert rest[-1] == {"error": message, **lagged}
+            else:
+                assert rest[-1] == {"error": message}
             r = await client.get(f"/v1/subscriptions/{sub_id}", params={"from": 1})
             assert r.status_code == 400
             assert r.json() == {
-                "error": "subscription already deleted older changes, min change id: 4"
+                "error": "subscription already deleted older changes, min change id: 4",
+                "code": "changes_too_old",
+                "min_change_id": 4,
             }
 
 
@@ -125,7 +143,7 @@ async def test_table_updates_notify_in_corrosions_shape(tmp_path: Path) -> None:
     async with api_node(tmp_path) as (agent, client):
         with trio.fail_after(HANG):
             r = await client.post("/v1/updates/nope")
-            assert r.status_code == 400 and "error" in r.json()
+            assert r.status_code == 400 and r.json()["code"] == "bad_request"
             async with stream(client, "POST", "/v1/updates/other") as lines:
                 assert lines.response.status_code == 200
                 assert re.fullmatch(r"[0-9a-f-]{36}", lines.response.headers["corro-query-id"])

@@ -25,7 +25,8 @@ def assert_exec_ok(body: dict[str, object], n: int) -> None:
 
 
 def assert_exec_error(body: dict[str, object], needle: str) -> str:
-    assert set(body) == {"results", "time", "version", "actor_id", "error"}
+    assert set(body) == {"results", "time", "version", "actor_id", "error", "code"}
+    assert body["code"] == "bad_request"
     assert body["version"] is None
     assert body["results"] == [{"error": body["error"]}]
     message = body["error"]
