@@ -118,10 +118,11 @@ def event_json(event: Event | Notify) -> dict[str, Any]:
 
 
 def parse_line(line: str | bytes, *, decode_blobs: bool = True) -> Line | None:
-    """One NDJSON line (`event_from_json`); `MalformedLine` when it is not JSON."""
+    """One NDJSON line (`event_from_json`); `MalformedLine` when it is not JSON (or nests too
+    deep to parse)."""
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise MalformedLine(f"malformed line in the stream: {_quote(line)}") from None
     return event_from_json(obj, decode_blobs=decode_blobs, line=line)
 

@@ -156,9 +156,10 @@ class Answer:
 
 
 def body_json(content: bytes) -> Any:
+    """The body as JSON; None when it is not (nesting too deep to parse included)."""
     try:
         return json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
