@@ -227,6 +227,7 @@ async def test_a_full_disk_under_the_subscriptions_file_ends_them_not_the_node(
                 async for _ in events:
                     pass
         assert "subscription storage failed: database or disk is full" in str(ended.value)
+        assert ended.value.code == "subscription_failed"
         small_disk.free()
         assert (await agent.transaction([("INSERT INTO kv VALUES (2, 'x')", [])])).version
         async with agent.subscribe("SELECT k FROM kv ORDER BY k") as (_, events):

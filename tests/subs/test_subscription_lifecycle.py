@@ -1,5 +1,6 @@
 """A subscription's life: sharing, resume with ``from``, slow listeners, idle expiry, restarts
-(state on disk), refused statements, the overflow fallback and table update notifications."""
+(state on disk), refused statements, the overflow fallback, table update notifications, and
+the error kind each ending reports."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import trio
 from subs_harness import Mirror, direct, open_manager
 
+from corrosion_py.api_types import ErrorCode, Problem
 from corrosion_py.store.store import Store
 from corrosion_py.subs import (
     Change,
@@ -209,3 +211,39 @@ async def test_table_updates_notify_primary_keys(store: Store, tmp_path: Path) -
                         break
         assert got == [Notify("update", ("x",)), Notify("update", ("x",)), Notify("delete", ("x",))]
         nursery.cancel_scope.cancel()
+
+
+async def test_each_ending_reports_its_kind(store: Store, tmp_path: Path) -> None:
+    """What the API answers and clients decide by: changes no longer kept and a lagged listener
+    with their fields; an engine that stops ends its listeners as shutting down."""
+    assert ChangesTooOld(4).problem() == Problem(
+        ErrorCode.CHANGES_TOO_OLD, str(ChangesTooOld(4)), min_change_id=4
+    )
+    assert SubscriberLagged(3).problem() == Problem(
+        ErrorCode.SUBSCRIBER_LAGGED, str(SubscriberLagged(3)), resume_from=3
+    )
+    assert NoSuchSubscription("x").problem().code == ErrorCode.NO_SUCH_SUBSCRIPTION
+    ended: list[SubscriptionClosed] = []
+    async with trio.open_nursery() as outer, trio.open_nursery() as engine:
+        manager = await open_manager(engine, store, tmp_path / "subs.db")
+        sub, _ = await manager.subscribe(STARTED)
+
+        async def listen() -> None:
+            try:
+                async with sub.attach() as events:
+                    async for _ in events:
+                        pass
+            except SubscriptionClosed as exc:
+                ended.append(exc)
+
+        outer.start_soon(listen)
+        with trio.fail_after(10):
+            while not sub.listeners:  # noqa: ASYNC110 (polls the engine's state)
+                await trio.sleep(0.01)
+        engine.cancel_scope.cancel()
+    [closed] = ended
+    assert closed.problem() == Problem(ErrorCode.SHUTTING_DOWN, "the agent is stopping")
+    with pytest.raises(SubscriptionClosed) as again:
+        async with sub.attach():
+            pass
+    assert again.value.code == ErrorCode.SHUTTING_DOWN
