@@ -135,16 +135,18 @@ def event_from_json(
     ``decode_blobs`` is false. `MalformedLine` (quoting ``line``, else ``obj``) when the line
     is not one object with one key (an error line may have more), or its value has the wrong
     shape."""
+    if isinstance(obj, dict) and len(obj) == 1 and "error" not in obj:
+        [(key, value)] = obj.items()
+        try:
+            return _event(key, value, decode_blobs)
+        except (TypeError, ValueError):
+            raise MalformedLine(f"malformed {key!r} line: {_shown(obj, line)}") from None
     problem = problem_from_json(obj)
     if problem is not None:
         return problem
-    if not isinstance(obj, Mapping) or len(obj) != 1:
-        raise MalformedLine(f"unexpected line in the stream: {_shown(obj, line)}")
-    [(key, value)] = obj.items()
-    try:
-        return _event(key, value, decode_blobs)
-    except (TypeError, ValueError):
-        raise MalformedLine(f"malformed {key!r} line: {_shown(obj, line)}") from None
+    if isinstance(obj, Mapping) and obj.keys() == {"error"}:  # an error that is not text
+        return Problem(None, json.dumps(obj["error"], default=repr))
+    raise MalformedLine(f"unexpected line in the stream: {_shown(obj, line)}")
 
 
 def _event(key: str, value: Any, decode_blobs: bool) -> Line | None:
@@ -167,31 +169,32 @@ def _event(key: str, value: Any, decode_blobs: bool) -> Line | None:
     if key == "notify":
         kind, pk = value
         return Notify(_str(kind), _cells(pk, decode_blobs))
-    if key == "error":  # an error line whose message is not text
-        return Problem(None, json.dumps(value))
     return None
 
 
+# exact types (``bool`` is not an integer here): what json.loads makes of a well-formed line
+
+
 def _int(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
+    if type(value) is not int:
         raise TypeError("an integer")
     return value
 
 
 def _float(value: object) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if type(value) is not float and type(value) is not int:
         raise TypeError("a number")
     return float(value)
 
 
 def _str(value: object) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise TypeError("a string")
     return value
 
 
 def _cells(value: object, decode_blobs: bool) -> tuple[Any, ...]:
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise TypeError("cells")
     return decode_cells(value) if decode_blobs else tuple(value)
 
