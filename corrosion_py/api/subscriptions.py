@@ -25,18 +25,17 @@ from corrosion_py.api.inputs import read_json
 from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import NdjsonResponse, error_response, ndjson_line, ndjson_response
 from corrosion_py.api.statements import parse_statement, row_json
-from corrosion_py.subs import (
+from corrosion_py.subs.events import (
     Change,
     Columns,
     EndOfQuery,
     Event,
     Row,
-    Subscription,
     SubscriptionError,
 )
 
 if TYPE_CHECKING:
-    from corrosion_py.agent import Agent
+    from corrosion_py.agent import Agent, Subscription
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -123,7 +122,7 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         from_change, skip_rows = _query_params(request)
         sql, params = parse_statement(await read_json(request, config.max_body_bytes))
         try:
-            sub, _ = await agent.subs.subscribe(sql, params, existing_only=from_change is not None)
+            sub = await agent.subscription(sql, params, existing_only=from_change is not None)
         except SubscriptionError as exc:
             return error_response(400, str(exc))
         # Corrosion: on an existing subscription, from=0 behaves like no from
@@ -132,7 +131,7 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
     async def attach(request: Request) -> Response:
         from_change, skip_rows = _query_params(request)
         sub_id = request.path_params["id"]
-        sub = agent.subs.get(sub_id)
+        sub = agent.get_subscription(sub_id)
         if sub is None:
             return error_response(404, f"could not find subscription with id {sub_id}")
         return await _stream(lines, sub, from_change, skip_rows)
@@ -141,7 +140,7 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         table = request.path_params["table"]
         stack = AsyncExitStack()
         try:
-            notes = await stack.enter_async_context(agent.subs.updates(table))
+            notes = await stack.enter_async_context(agent.table_updates(table))
         except SubscriptionError as exc:
             return error_response(400, str(exc))
 
