@@ -33,9 +33,10 @@ connection is closed, as the stream cannot be resynchronised). Each connection r
 task; at most `MAX_CONNECTIONS` are served at once, and a client silent for `IDLE_TIMEOUT`
 seconds is disconnected.
 
-`serve_admin` removes a stale socket file (one nobody answers on) and refuses to start when a
-live agent answers on the path; it removes the file on exit. `admin_request` is the blocking
-client the CLI uses.
+Every command reaches the node through ``Agent``'s public methods only. `serve_admin` (started
+by `corrosion_py.runner`) removes a stale socket file (one nobody answers on) and refuses to
+start when a live agent answers on the path; it removes the file on exit. `admin_request` is
+the blocking client the CLI uses.
 """
 
 from __future__ import annotations

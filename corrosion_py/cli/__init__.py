@@ -113,12 +113,12 @@ def main(
     ctx.obj = Settings(config_path, api_addr, db_path, admin_path)
 
 
-@main.command()
-def demo() -> None:
+@main.command("demo")
+def demo_command() -> None:
     """Three replicas of a routing table converging through the CRR engine."""
-    from corrosion_py.demo import main as run_demo
+    from corrosion_py import demo
 
-    run_demo()
+    demo.main()
 
 
 for _command in (
