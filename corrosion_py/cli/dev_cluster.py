@@ -41,7 +41,7 @@ def _free_port(held: list[Any]) -> int:
     raise CliError("no free port found on 127.0.0.1")
 
 
-def _node_config(directory: Path, schema: Sequence[Path], gossip: int, api: int,
+def _node_toml(directory: Path, schema: Sequence[Path], gossip: int, api: int,
                  bootstrap: int | None, keys: Path) -> str:  # fmt: skip
     boot = f"[{toml_str(f'127.0.0.1:{bootstrap}')}]" if bootstrap is not None else "[]"
     schemas = ", ".join(toml_str(p) for p in schema)
@@ -129,9 +129,7 @@ def _dev_cluster(n: int, schema: Sequence[Path], base_dir: Path | None) -> None:
                 raise CliError(f"{base} is too deep for Unix sockets; pick a shorter --base-dir")
             config = directory / "corrosion.toml"
             config.write_text(
-                _node_config(
-                    directory, schemas, gossip, api, ports[0][0] if i > 1 else None, keyring
-                )
+                _node_toml(directory, schemas, gossip, api, ports[0][0] if i > 1 else None, keyring)
             )
             log_file = open(directory / "agent.log", "ab")  # noqa: SIM115 (closed in finally)
             logs.append(log_file)
