@@ -42,7 +42,7 @@ def _free_port(held: list[Any]) -> int:
 
 
 def _node_toml(directory: Path, schema: Sequence[Path], gossip: int, api: int,
-                 bootstrap: int | None, keys: Path) -> str:  # fmt: skip
+               bootstrap: int | None, keys: Path) -> str:  # fmt: skip
     boot = f"[{toml_str(f'127.0.0.1:{bootstrap}')}]" if bootstrap is not None else "[]"
     schemas = ", ".join(toml_str(p) for p in schema)
     return (
