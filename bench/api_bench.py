@@ -39,7 +39,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from corrosion_py.agent import Agent, AgentConfig
+from corrosion_py.agent import AgentConfig
+from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.swim import LOCAL
 from corrosion_py.testing.agent_process import AgentProcess
 
@@ -107,13 +108,11 @@ async def latency(n: int) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         schema = Path(tmp) / "schema.sql"
         schema.write_text(SCHEMA)
-        config = AgentConfig(
-            db_path=Path(tmp) / "n.db", schema_paths=[schema], swim=LOCAL,
-            api_addr=("127.0.0.1", 0),
-        )  # fmt: skip
-        async with Agent.open(config) as agent:
-            assert agent.api_addr is not None
-            host, port = agent.api_addr
+        config = AgentConfig(db_path=Path(tmp) / "n.db", schema_paths=[schema], swim=LOCAL)
+        async with open_node(NodeConfig(config, api_addr=("127.0.0.1", 0))) as node:
+            agent = node.agent
+            assert node.api_addr is not None
+            host, port = node.api_addr
 
             async def write(i: int) -> None:
                 await agent.transaction([(UPSERT, [f"m{i}", 1, i])])

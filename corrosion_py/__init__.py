@@ -10,8 +10,10 @@ Embed a node in a trio program::
             async for event in events:
                 ...
 
-The CRR engine (`corrosion_py.crdt`) works on its own on any ``sqlite3`` connection; the store,
-membership, gossip, API and CLI are built on it (see docs/architecture.md). ``Agent`` and
+``corrosion_py.runner.open_node`` runs the agent with its HTTP API and admin socket, as
+``corrosion agent`` does. The CRR engine (`corrosion_py.crdt`) works on its own on any
+``sqlite3`` connection; the store, membership, gossip, API and CLI are built on it (see
+docs/architecture.md). ``Agent`` and
 ``AgentConfig`` are imported on first use, so ``import corrosion_py.crdt`` stays light.
 """
 

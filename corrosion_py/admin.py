@@ -33,9 +33,10 @@ connection is closed, as the stream cannot be resynchronised). Each connection r
 task; at most `MAX_CONNECTIONS` are served at once, and a client silent for `IDLE_TIMEOUT`
 seconds is disconnected.
 
-`serve_admin` removes a stale socket file (one nobody answers on) and refuses to start when a
-live agent answers on the path; it removes the file on exit. `admin_request` is the blocking
-client the CLI uses.
+Every command reaches the node through ``Agent``'s public methods only. `serve_admin` (started
+by `corrosion_py.runner`) removes a stale socket file (one nobody answers on) and refuses to
+start when a live agent answers on the path; it removes the file on exit. `admin_request` is
+the blocking client the CLI uses.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corrosion_py.addr import Addr, format_addr
 from corrosion_py.errors import CorrosionError
 
 if TYPE_CHECKING:
@@ -125,10 +127,7 @@ def _ranges(ranges: Any) -> list[list[int]]:
 
 
 async def _sync_state(agent: Agent) -> dict[str, Any]:
-    import trio
-
-    # a copy of the bookkeeping, walked off the event loop (it grows with the actors and gaps)
-    state = await trio.to_thread.run_sync(agent.store.sync_state)
+    state = await agent.sync_state()
     return {
         "actor_id": state.actor_id.hex(),
         "heads": {a.hex(): v for a, v in sorted(state.heads.items())},
@@ -141,15 +140,12 @@ async def _sync_state(agent: Agent) -> dict[str, Any]:
 
 
 def _members(agent: Agent) -> list[dict[str, Any]]:
-    from corrosion_py.addr import format_addr
-
-    core = agent.membership.core
     rows = [
         {
             "actor_id": agent.actor_id.hex(),
             "addr": format_addr(agent.gossip_addr),
             "state": "alive",
-            "incarnation": core.incarnation,
+            "incarnation": agent.incarnation,
             "last_seen": None,
             "this_node": True,
         }
@@ -169,7 +165,7 @@ def _members(agent: Agent) -> list[dict[str, Any]]:
 
 
 def _subs(agent: Agent) -> list[dict[str, Any]]:
-    subs = agent.subs.all()
+    subs = agent.subscriptions()
     return [
         {
             "id": sub.id,
@@ -193,14 +189,12 @@ async def _reload(agent: Agent) -> dict[str, Any]:
     }
 
 
-def _ping(agent: Agent) -> dict[str, Any]:
-    from corrosion_py.addr import format_addr
-
+def _ping(agent: Agent, api_addr: Addr | None) -> dict[str, Any]:
     return {
         "actor_id": agent.actor_id.hex(),
         "pid": os.getpid(),
         "gossip_addr": format_addr(agent.gossip_addr),
-        "api_addr": format_addr(agent.api_addr) if agent.api_addr else None,
+        "api_addr": format_addr(api_addr) if api_addr else None,
     }
 
 
@@ -212,11 +206,12 @@ def _keys(agent: Agent) -> list[dict[str, Any]]:
     return [{"key_id": kid, "primary": i == 0} for i, kid in enumerate(agent.key_ids())]
 
 
-async def run_command(agent: Agent, command: Any, emit: Emit) -> None:
+async def run_command(agent: Agent, command: Any, emit: Emit, api_addr: Addr | None = None) -> None:
     """Answer one command: ``emit`` each Json value; raises `AdminError` (or any
-    `CorrosionError`) for an Error answer."""
+    `CorrosionError`) for an Error answer. ``api_addr`` is what Ping reports as the HTTP API
+    (None: the node serves none)."""
     if command == "Ping":
-        await emit(_ping(agent))
+        await emit(_ping(agent, api_addr))
     elif command == {"Cluster": "Members"}:
         for row in _members(agent):
             await emit(row)
@@ -258,7 +253,7 @@ async def _read_exactly(stream: trio.SocketStream, n: int) -> bytes:
     return bytes(data)
 
 
-async def _serve_connection(agent: Agent, stream: trio.SocketStream) -> None:
+async def _serve_connection(agent: Agent, stream: trio.SocketStream, api_addr: Addr | None) -> None:
     import trio
 
     async def send(value: Any) -> None:
@@ -294,19 +289,19 @@ async def _serve_connection(agent: Agent, stream: trio.SocketStream) -> None:
                 except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                     await send(_error(f"the command is not JSON: {exc}"))
                     continue
-                await _answer(agent, command, send)
+                await _answer(agent, command, send, api_addr)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return  # the client hung up mid-answer
 
 
-async def _answer(agent: Agent, command: Any, send: Emit) -> None:
+async def _answer(agent: Agent, command: Any, send: Emit, api_addr: Addr | None) -> None:
     import trio
 
     async def emit(value: Any) -> None:
         await send({"Json": value})
 
     try:
-        await run_command(agent, command, emit)
+        await run_command(agent, command, emit, api_addr)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         raise
     except CorrosionError as exc:
@@ -362,10 +357,12 @@ async def serve_admin(
     agent: Agent,
     path: Path,
     *,
+    api_addr: Addr | None = None,
     task_status: trio.TaskStatus[Path] | None = None,
 ) -> None:
     """Serve the admin commands of ``agent`` on the Unix socket ``path`` until cancelled
-    (start it with ``nursery.start``: it reports the path once listening). Raises
+    (start it with ``nursery.start``: it reports the path once listening). ``api_addr`` is
+    where the node's HTTP API listens, for Ping (None: it serves none). Raises
     `AdminSocketInUse` when a live agent answers on ``path``."""
     import trio
 
@@ -388,7 +385,7 @@ async def serve_admin(
 
     async def handle(stream: trio.SocketStream) -> None:
         async with limiter:
-            await _serve_connection(agent, stream)
+            await _serve_connection(agent, stream, api_addr)
 
     try:
         listener = trio.SocketListener(sock)

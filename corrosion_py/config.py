@@ -2,7 +2,9 @@
 every key with a default that works on one machine (docs/config.md lists them all).
 
     config = load_config(Path("corrosion.toml"))      # or None: ./corrosion.toml if present
-    async with Agent.open(config.agent_config()) as agent:
+    async with open_node(config.node_config()) as node:  # agent, HTTP API, admin socket
+        ...
+    async with Agent.open(config.agent_config()) as agent:  # the agent alone
         ...
 
 Rules:
@@ -53,6 +55,7 @@ from corrosion_py.errors import CorrosionError
 
 if TYPE_CHECKING:  # the agent is imported only when an AgentConfig is built
     from corrosion_py.agent import AgentConfig
+    from corrosion_py.runner import NodeConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -198,8 +201,6 @@ class Config:
             bootstrap=[parse_addr(a) for a in self.gossip.bootstrap],
             cluster_id=self.gossip.cluster_id,
             swim=attrs.evolve(swim, max_packet_size=self.gossip.max_packet_size),
-            api_addr=parse_addr(self.api.addr),
-            api_token=self.api.authz.bearer_token,
             sync_interval=(self.perf.min_sync_backoff, self.perf.max_sync_backoff),
             apply_queue_len=self.perf.apply_queue_len,
             keyring_file=self.gossip.keyring_file,
@@ -208,6 +209,19 @@ class Config:
             integrity_check_timeout=(
                 None if self.db.skip_integrity_check else self.db.integrity_check_timeout
             ),
+        )
+
+    def node_config(self) -> NodeConfig:
+        """The `NodeConfig` this configuration describes: the agent, its HTTP API and its
+        admin socket."""
+        from corrosion_py.addr import parse_addr
+        from corrosion_py.runner import NodeConfig
+
+        return NodeConfig(
+            self.agent_config(),
+            api_addr=parse_addr(self.api.addr),
+            api_token=self.api.authz.bearer_token,
+            admin_path=self.admin_path,
         )
 
 

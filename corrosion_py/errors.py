@@ -101,3 +101,11 @@ def describe_fault(kind: str, path: object, detail: str) -> str:
         kind, "an I/O error"
     )
     return f"{what} at {path} ({detail}); writes resume by themselves once this is fixed"
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``'s nested exception groups (``[exc]`` when it is not a
+    group): what a start error raised inside nurseries really was."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+    return [exc]

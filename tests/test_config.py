@@ -86,10 +86,13 @@ def test_defaults_work_on_one_machine(tmp_path: Path) -> None:
     assert (config.perf.min_sync_backoff, config.perf.max_sync_backoff) == (1.0, 15.0)
     assert config.perf.apply_queue_len == 20_000
 
-    agent = config.agent_config()
+    node = config.node_config()
+    agent = node.agent
+    assert agent == config.agent_config()
     assert agent.db_path == tmp_path / "corrosion.db"
-    assert agent.gossip_addr == ("127.0.0.1", 8787) and agent.api_addr == ("127.0.0.1", 8080)
-    assert agent.swim == LAN and agent.api_token is None
+    assert agent.gossip_addr == ("127.0.0.1", 8787) and node.api_addr == ("127.0.0.1", 8080)
+    assert agent.swim == LAN and node.api_token is None
+    assert node.admin_path == tmp_path / "corrosion.db.admin.sock"
     assert agent.sync_interval == (1.0, 15.0) and agent.apply_queue_len == 20_000
     assert agent.subscriptions_path == tmp_path / "corrosion.db.subs.db"
     assert agent.keyring_file is None and not agent.plaintext  # loopback: plaintext allowed
@@ -108,7 +111,8 @@ def test_every_section_is_read_and_mapped_to_the_agent(tmp_path: Path) -> None:
     assert (config.log.format, config.log.level) == ("json", "debug")
     assert config.perf.max_sync_backoff == 2.0 and isinstance(config.perf.max_sync_backoff, float)
 
-    agent = config.agent_config()
+    node = config.node_config()
+    agent = node.agent
     assert agent.db_path == tmp_path / "data/node.db"
     assert agent.schema_paths == (tmp_path / "schema.sql", Path("/abs/schemas"))
     assert agent.subscriptions_path == tmp_path / "subs/node.subs.db"
@@ -117,7 +121,8 @@ def test_every_section_is_read_and_mapped_to_the_agent(tmp_path: Path) -> None:
     assert agent.cluster_id == 7
     assert agent.swim.max_packet_size == 1000
     assert agent.swim.probe_interval == LOCAL.probe_interval  # the preset, packet size evolved
-    assert agent.api_addr == ("127.0.0.1", 9080) and agent.api_token == "secret"
+    assert node.api_addr == ("127.0.0.1", 9080) and node.api_token == "secret"
+    assert node.admin_path == tmp_path / "run/admin.sock"
     assert agent.sync_interval == (0.5, 2.0) and agent.apply_queue_len == 500
     assert agent.keyring_file == tmp_path / "keys/gossip.keys" and not agent.plaintext
 

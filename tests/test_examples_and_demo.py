@@ -167,15 +167,17 @@ def test_cluster_config(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("CORROSION_"):
             monkeypatch.delenv(name)
     loaded = config.load_config(CLUSTER / f"node{n}.toml")
-    agent = loaded.agent_config()
+    node = loaded.node_config()
+    agent = node.agent
     assert agent.db_path.resolve() == CLUSTER / "data" / f"node{n}.db"
     assert [p.resolve() for p in agent.schema_paths] == [SCHEMA]
     assert agent.gossip_addr == ("127.0.0.1", 8786 + n)
     assert agent.bootstrap == (() if n == 1 else (("127.0.0.1", 8787),))
     assert agent.cluster_id == 0
     assert attrs.evolve(agent.swim, max_packet_size=LOCAL.max_packet_size) == LOCAL
-    assert agent.api_addr == ("127.0.0.1", 8079 + n)
-    assert loaded.admin_path.resolve() == CLUSTER / "data" / f"node{n}.admin.sock"
+    assert node.api_addr == ("127.0.0.1", 8079 + n)
+    assert node.admin_path is not None
+    assert node.admin_path.resolve() == CLUSTER / "data" / f"node{n}.admin.sock"
     assert (loaded.log.format, loaded.log.level) == ("plaintext", "info")
 
 

@@ -7,6 +7,10 @@
 
 Rules:
 
+- **The only door.** The HTTP API, the admin socket, the CLI and embedders reach the node
+  through ``Agent``'s public methods only (writes, reads, subscriptions, members, health, sync
+  state, schema changes, keys, counters), never through its parts; the agent knows nothing of
+  them (``corrosion_py.runner`` serves the HTTP API and the admin socket beside it).
 - **One port.** The gossip address is UDP (SWIM packets and changeset broadcasts, routed by
   their tag) and TCP on the same number (anti-entropy sync and SWIM push-pull, routed by the
   first frame).
@@ -48,8 +52,10 @@ import trio
 
 from corrosion_py.addr import Addr, format_addr, is_loopback, parse_addr
 from corrosion_py.agent.apply_queue import ApplyQueue
+from corrosion_py.agent.reports import Health, count_gaps, count_rows
 from corrosion_py.aliases import Params, Statement
-from corrosion_py.errors import CorrosionError, GossipKeyError, StorageFault
+from corrosion_py.api_types import TableStats
+from corrosion_py.errors import CorrosionError, GossipKeyError, StorageFault, leaves
 from corrosion_py.net.broadcast import Gossiper
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
@@ -57,19 +63,21 @@ from corrosion_py.net.secure import GossipSecurity, SecureStream, read_keyring_f
 from corrosion_py.net.sync import SyncServer
 from corrosion_py.net.sync_loop import Syncer
 from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
-from corrosion_py.replication import BroadcastConfig, Broadcaster, Peer
+from corrosion_py.replication import BroadcastConfig, Broadcaster, Peer, missing_versions
 from corrosion_py.replication.chunking import DEFAULT_BUDGET
 from corrosion_py.store import lock as db_lock
 from corrosion_py.store.apply import ApplyResult
+from corrosion_py.store.cursor import ReadCursor
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.migrations import SchemaResult
 from corrosion_py.store.store import Store, TxResult
-from corrosion_py.subs import Event, SubsConfig, Subscription, SubscriptionManager
+from corrosion_py.subs import Event, Notify, SubsConfig, Subscription, SubscriptionManager
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
 from corrosion_py.swim.events import Event as SwimEvent
 from corrosion_py.wire import peek_tag
 from corrosion_py.wire.framing import FrameReader
 from corrosion_py.wire.keyring import Keyring
+from corrosion_py.wire.messages import SyncState
 from corrosion_py.wire.swim import SWIM_TAGS
 
 log = logging.getLogger(__name__)
@@ -124,10 +132,6 @@ class AgentConfig:
     ``blocked`` links also cut the sync and push-pull streams this node opens."""
     seed: int | None = None
     """Seeds the agent's random choices (tests); None draws from the OS."""
-    api_addr: Addr | None = None
-    """Where the HTTP API listens (port 0 picks a free port); None runs no HTTP server."""
-    api_token: str | None = None
-    """When set, every HTTP request needs ``Authorization: Bearer <token>`` (else 401)."""
     subscriptions_path: Path | None = attrs.field(
         default=None, converter=attrs.converters.optional(Path)
     )
@@ -250,8 +254,6 @@ class Agent:
         )
         self.subs = SubscriptionManager(store, subs_path, config.subs)
         self.stats_udp_unrouted = 0
-        self.api_addr: Addr | None = None
-        """The HTTP API's bound address once started (None when the agent serves none)."""
         self._heard: dict[Addr, float] = {}
         """Wall time of the last datagram from each address (pruned to members)."""
         self._left = trio.Event()
@@ -278,10 +280,10 @@ class Agent:
                     started = True
                     yield agent
             except BaseExceptionGroup as group:
-                leaves = _leaves(group)
-                if started or len(leaves) != 1 or not isinstance(leaves[0], CorrosionError):
+                inside = leaves(group)
+                if started or len(inside) != 1 or not isinstance(inside[0], CorrosionError):
                     raise
-                raise leaves[0] from None
+                raise inside[0] from None
 
     @classmethod
     @asynccontextmanager
@@ -346,12 +348,6 @@ class Agent:
         bootstrap = [*self.config.bootstrap, *_addrs_or_skip(known)]
         await self.membership.join(list(dict.fromkeys(bootstrap)))
         await nursery.start(self.syncer.run)
-        if self.config.api_addr is not None:
-            from corrosion_py.api.server import serve_api  # the API layer sits above the agent
-
-            self.api_addr = await nursery.start(
-                serve_api, self, self.config.api_addr, self.config.api_token
-            )
 
     async def _shutdown(self) -> None:
         with trio.move_on_after(self.config.shutdown_timeout):
@@ -384,13 +380,25 @@ class Agent:
     def gossip_addr(self) -> Addr:
         return self.endpoint.addr
 
-    async def transaction(self, statements: Sequence[Statement]) -> TxResult:
+    @property
+    def incarnation(self) -> int:
+        """This node's SWIM incarnation (one higher after each restart or refuted suspicion)."""
+        return self.membership.core.incarnation
+
+    async def transaction(
+        self,
+        statements: Sequence[Statement],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (a bound SQLite enforces: no cancel)
+    ) -> TxResult:
         """Run statements as one local transaction and broadcast its changeset.
 
         Raises `StatementError` (naming the statement) when one fails or is refused: internal
         tables and the engine's functions are off limits, text must be UTF-8, and the whole
-        transaction is bounded by ``sql_tx_timeout``; nothing is written then."""
-        result = await self.store.transaction(statements)
+        transaction is bounded by ``sql_tx_timeout`` (``timeout`` may shorten that bound, never
+        lengthen it; both count from the submission, waiting for the writer included); nothing
+        is written then. `StorageFault` when the node's disk or file refused the write."""
+        result = await self.store.transaction(statements, timeout=timeout)
         if result.version is not None:
             self.arrivals.append((self.actor_id, result.version, time.time()))
         if result.changeset is not None:
@@ -409,14 +417,72 @@ class Agent:
     ) -> AsyncIterator[tuple[Subscription, AsyncIterator[Event]]]:
         """A live query: yields the subscription and its events (`Columns`, `Row`s,
         `EndOfQuery`, then a `Change` per difference; see ``Subscription.attach``)."""
-        sub, _ = await self.subs.subscribe(sql, params, existing_only=bool(from_change))
+        sub = await self.subscription(sql, params, existing_only=bool(from_change))
         async with sub.attach(from_change=from_change, skip_rows=skip_rows) as events:
             yield sub, events
+
+    async def subscription(
+        self, sql: str, params: Params = (), *, existing_only: bool = False
+    ) -> Subscription:
+        """The live subscription of ``sql`` with ``params`` (one per query: created and run if
+        new, unless ``existing_only``); attach to it for its events. Raises
+        `SubscriptionSqlError` for a statement that cannot be subscribed, `NoSuchSubscription`
+        when ``existing_only`` finds none."""
+        sub, _ = await self.subs.subscribe(sql, params, existing_only=existing_only)
+        return sub
+
+    def get_subscription(self, sub_id: str) -> Subscription | None:
+        """The live subscription with this id (None: none)."""
+        return self.subs.get(sub_id)
+
+    def subscriptions(self) -> list[Subscription]:
+        """Every live subscription."""
+        return self.subs.all()
+
+    @asynccontextmanager
+    async def table_updates(self, table: str) -> AsyncIterator[AsyncIterator[Notify]]:
+        """Writes of ``table`` as they commit here: yields an iterator of `Notify` (the kind
+        and the primary key values). Raises `SubscriptionError` for a table that is not
+        replicated; a listener that falls behind gets `SubscriberLagged` from the iterator."""
+        async with self.subs.updates(table) as notes:
+            yield notes
 
     async def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         """Rows of one read-only statement, from this node's copy (`QueryError` when it is
         refused or fails)."""
         return await self.store.query(sql, params)
+
+    def read_cursor(self, sql: str, params: Params = (), *, timeout: float | None) -> ReadCursor:
+        """One read-only statement to stream, on a connection of its own (`ReadCursor`: its
+        methods block, so the caller runs them on worker threads it bounds; ``timeout``
+        interrupts it). For large results, where ``query`` would hold every row."""
+        return ReadCursor(self.store.path, sql, params, timeout=timeout)
+
+    async def table_stats(self, tables: Sequence[str]) -> TableStats:
+        """Rows of the named replicated tables, and the names that are not replicated tables."""
+        return await self.store.read(lambda conn: count_rows(conn, tables))
+
+    async def sync_state(self) -> SyncState:
+        """This node's sync state: the head version of each actor, the versions it misses and
+        the partly received ones (a copy of the bookkeeping, walked off the event loop)."""
+        return await trio.to_thread.run_sync(self.store.sync_state)
+
+    async def missing_versions(self) -> int:
+        """Versions this node has heard of and does not hold yet, over every actor (missing
+        ones plus partly received ones): what a catch-up after a start or a partition counts
+        down."""
+        return sum(missing_versions(await self.sync_state()).values())
+
+    def health(self) -> Health:
+        """Gaps, members, lag, queue, faults and sync in one report (see `Health`)."""
+        return Health(
+            gaps=count_gaps(self.store.bookie_snapshot(), self.vouched),
+            members=len(self.alive_members()) + 1,
+            p99_lag=self.p99_lag(),
+            queue_size=self.apply_queue.depth,
+            faults=self.faults(),
+            sync=self.sync_status(),
+        )
 
     def p99_lag(self, window: float = 120.0) -> float | None:
         """99th percentile of seconds from a remote change's timestamp to its apply here, over
@@ -439,9 +505,19 @@ class Agent:
             receive.close()
 
     async def reload_schema(self) -> SchemaResult:
-        """Re-read the schema files and apply what changed (additive rules; nothing changes
-        when a file is refused). Subscriptions whose query no longer runs end."""
-        result = await self.store.apply_schema(self.config.schema_paths)
+        """Re-read the schema files and apply what changed (additive rules; `SchemaError`, and
+        nothing changes, when a file is refused). Subscriptions whose query no longer runs
+        end."""
+        return self._schema_applied(await self.store.apply_schema(self.config.schema_paths))
+
+    async def migrate(self, statements: Sequence[str]) -> SchemaResult:
+        """Apply schema statements (``CREATE TABLE``, ``CREATE INDEX``) on top of the schema
+        recorded in the database, by the schema files' additive rules, in one transaction
+        (`SchemaError`, and nothing changes, when one is refused). They are recorded with the
+        source ``<api>``: a restart with schema files that lack them refuses to drop them."""
+        return self._schema_applied(await self.store.apply_schema_statements(statements))
+
+    def _schema_applied(self, result: SchemaResult) -> SchemaResult:
         if result.changed:
             self.subs.schema_changed()
         return result
@@ -645,12 +721,6 @@ class Agent:
             await self.store.save_members(records)
         except StorageFault as fault:
             log.debug("member list not saved: %s", fault)
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
 
 
 def _addrs_or_skip(texts: Sequence[str]) -> list[Addr]:

@@ -1,2 +1,3 @@
 """The HTTP API (Corrosion's endpoints and shapes, reference/corrosion.md §2) on starlette and
-hypercorn's trio worker; the subscription endpoints stream from `corrosion_py.subs`."""
+hypercorn's trio worker. Every route reaches the node through ``Agent``'s public methods only;
+`corrosion_py.runner` serves it beside the agent."""

@@ -3,8 +3,8 @@
     {"response": {"gaps": 0, "members": 3, "p99_lag": 0.084, "queue_size": 0, "faults": [],
                   "sync": {"last_ok_ago": 2.1, "failures": 0}}}
 
-- ``gaps``: versions this node knows exist but does not hold, from the store's bookkeeping:
-  every missing version, plus every version received only in part, over the actors that are
+- ``gaps``: versions this node knows exist but does not hold, from its bookkeeping: every
+  missing version, plus every version received only in part, over the actors that are
   members (in any state, and this node) or that a member advertised in a sync session
   (``Agent.vouched``); claims about any other actor never count.
 - ``members``: the members SWIM holds alive, plus this node.
@@ -26,11 +26,12 @@ When ``p99_lag`` is asked for but there is no lag yet, the answer is ``failure_s
 ``{"error": "no p99 lag information available", "code": "no_lag_info"}`` (Corrosion's message);
 without that parameter ``p99_lag`` is null and the node can still be healthy (a node nobody
 writes to has no lag to report).
+
+Every number comes from ``Agent.health()``; this route only judges it against the parameters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -41,24 +42,11 @@ from corrosion_py.api.inputs import float_param, int_param
 from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import error_response, json_response
 from corrosion_py.api_types import ErrorCode, Problem
-from corrosion_py.replication.booked import BookedVersions
 
 if TYPE_CHECKING:
     from corrosion_py.agent import Agent
 
 NO_LAG = "no p99 lag information available"
-
-
-def count_gaps(
-    bookie: Mapping[bytes, BookedVersions], vouched: Callable[[bytes], bool] = lambda a: True
-) -> int:
-    """Missing versions over the actors ``vouched`` accepts; a partially received version
-    counts as missing."""
-    return sum(
-        sum(end - start + 1 for start, end in booked.gaps) + len(booked.partials)
-        for actor, booked in bookie.items()
-        if vouched(actor)
-    )
 
 
 def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
@@ -68,11 +56,8 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         max_queue = int_param(request, "max_queue")
         lag_queue = int_param(request, "queue_size")
         failure = int_param(request, "failure_status", 200, 599) or 503
-        gaps = count_gaps(agent.store.bookie_snapshot(), agent.vouched)
-        members = len(agent.alive_members()) + 1
-        lag = agent.p99_lag()
-        queue = agent.apply_queue.depth
-        faults = agent.faults()
+        report = agent.health()
+        gaps, lag, queue, faults = report.gaps, report.p99_lag, report.queue_size, report.faults
         if max_lag is not None and lag is None:
             return error_response(failure, Problem(ErrorCode.NO_LAG_INFO, NO_LAG))
         unhealthy = (
@@ -86,9 +71,9 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
                 and (lag_queue is None or queue > lag_queue)
             )
         )
-        body = {"response": {"gaps": gaps, "members": members, "p99_lag": lag,
+        body = {"response": {"gaps": gaps, "members": report.members, "p99_lag": lag,
                              "queue_size": queue, "faults": faults,
-                             "sync": agent.sync_status()}}  # fmt: skip
+                             "sync": report.sync}}  # fmt: skip
         return json_response(body, failure if unhealthy else 200)
 
     return [Route("/v1/health", health, methods=["GET"])]

@@ -8,17 +8,16 @@ given.
 ``migrations`` (Corrosion v0.x's, removed from Corrosion v1; kept here as an admin endpoint):
 the body is a JSON array of schema statements (``CREATE TABLE``, ``CREATE INDEX``), applied on
 top of the schema recorded in the database by the schema files' additive rules
-(`corrosion_py.store.migrations.apply_schema_statements`), in one transaction. A refused statement
-is answered 400 with the rule's message and nothing changes. The answer has the transactions'
-shape, with every result ``{"rows_affected": 0, "time": 0.0}`` (the statements are applied as
-one plan, so only the total ``time`` is measured) and a ``"schema"`` key saying what changed.
+(``Agent.migrate``), in one transaction. A refused statement is answered 400 with the rule's
+message and nothing changes. The answer has the transactions' shape, with every result
+``{"rows_affected": 0, "time": 0.0}`` (the statements are applied as one plan, so only the
+total ``time`` is measured) and a ``"schema"`` key saying what changed.
 The statements are recorded with the source ``<api>``; add them to the schema files too, or a
 restart with those files refuses to drop what they lack.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import TYPE_CHECKING
 
@@ -26,14 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from corrosion_py.agent import SchemaError
 from corrosion_py.api.errors import ApiError, BadRequest
 from corrosion_py.api.inputs import read_json
 from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.responses import json_response
 from corrosion_py.api.transactions import exec_error, exec_response
-from corrosion_py.api_types import ErrorCode, Problem, StatementResult, TableStats, table_stats_json
-from corrosion_py.crdt.tables import crr_names, q
-from corrosion_py.store.migrations import SchemaError
+from corrosion_py.api_types import ErrorCode, Problem, StatementResult, table_stats_json
 
 if TYPE_CHECKING:
     from corrosion_py.agent import Agent
@@ -48,19 +46,7 @@ def _tables(body: object) -> list[str]:
     tables = body["tables"]
     if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
         raise BadRequest('"tables" must be an array of table names (strings)')
-    return list(dict.fromkeys(tables))
-
-
-def _count(conn: sqlite3.Connection, tables: list[str]) -> tuple[int, list[str]]:
-    crrs = set(crr_names(conn))
-    total = 0
-    invalid = []
-    for table in tables:
-        if table in crrs:
-            total += int(conn.execute(f"SELECT count(*) FROM {q(table)}").fetchone()[0])
-        else:
-            invalid.append(table)
-    return total, invalid
+    return tables
 
 
 def _schema_statements(body: object) -> list[str]:
@@ -74,8 +60,8 @@ def _schema_statements(body: object) -> list[str]:
 def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
     async def table_stats(request: Request) -> Response:
         tables = _tables(await read_json(request, config.max_body_bytes))
-        total, invalid = await agent.store.read(lambda conn: _count(conn, tables))
-        return json_response(table_stats_json(TableStats(total, invalid)))
+        stats = await agent.table_stats(tables)
+        return json_response(table_stats_json(stats))
 
     async def migrations(request: Request) -> Response:
         started = time.perf_counter()
@@ -84,12 +70,10 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         except ApiError as exc:
             return exec_error(agent, exc.status, exc.problem())
         try:
-            result = await agent.store.apply_schema_statements(statements)
+            result = await agent.migrate(statements)
         except SchemaError as exc:
             problem = Problem(ErrorCode.BAD_REQUEST, str(exc))
             return exec_error(agent, 400, problem, time.perf_counter() - started)
-        if result.changed:
-            agent.subs.schema_changed()
         schema = {
             "created_tables": list(result.created_tables),
             "added_columns": [list(tc) for tc in result.added_columns],

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from corrosion_py.agent import Subscription, SubscriptionError
 from corrosion_py.api.errors import BadRequest
 from corrosion_py.api.inputs import read_json
 from corrosion_py.api.limits import ApiConfig
@@ -41,7 +42,6 @@ from corrosion_py.api_types import (
     event_json,
     problem_json,
 )
-from corrosion_py.subs import Subscription, SubscriptionError
 
 if TYPE_CHECKING:
     from corrosion_py.agent import Agent
@@ -128,7 +128,7 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         from_change, skip_rows = _query_params(request)
         sql, params = parse_statement(await read_json(request, config.max_body_bytes))
         try:
-            sub, _ = await agent.subs.subscribe(sql, params, existing_only=from_change is not None)
+            sub = await agent.subscription(sql, params, existing_only=from_change is not None)
         except SubscriptionError as exc:
             return _refusal(exc)
         # Corrosion: on an existing subscription, from=0 behaves like no from
@@ -137,7 +137,7 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
     async def attach(request: Request) -> Response:
         from_change, skip_rows = _query_params(request)
         sub_id = request.path_params["id"]
-        sub = agent.subs.get(sub_id)
+        sub = agent.get_subscription(sub_id)
         if sub is None:
             missing = f"could not find subscription with id {sub_id}"
             return error_response(404, Problem(ErrorCode.NO_SUCH_SUBSCRIPTION, missing))
@@ -148,7 +148,7 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         codes = _wants_codes(request)
         stack = AsyncExitStack()
         try:
-            notes = await stack.enter_async_context(agent.subs.updates(table))
+            notes = await stack.enter_async_context(agent.table_updates(table))
         except SubscriptionError as exc:
             return _refusal(exc)
 

@@ -18,8 +18,8 @@ Every transaction is interrupted and rolled back once the node's ``sql_tx_timeou
 since it was submitted (waiting for the writer included); ``timeout`` can only shorten that (0:
 the node's bound alone). Statements may only be INSERT, REPLACE, UPDATE, DELETE, SELECT, VALUES
 or WITH (the store's rule: transaction control, ATTACH and schema changes are refused; schema
-changes go through ``/v1/migrations``), and the node's rules for user SQL apply
-(`corrosion_py.store.guard`: internal tables, engine functions, UTF-8 text).
+changes go through ``/v1/migrations``), and the node's rules for user SQL apply (internal
+tables, engine functions, UTF-8 text: ``Agent.transaction``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from corrosion_py.api_types import (
     exec_json,
 )
 from corrosion_py.errors import StatementError, StorageFault
-from corrosion_py.store.store import transaction_timeout
 
 if TYPE_CHECKING:
     from corrosion_py.agent import Agent
@@ -81,8 +80,8 @@ def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
         try:
             # shielded: once submitted, the write commits and is broadcast even if the client
             # goes away (a cancelled submit could otherwise commit later, unannounced)
-            with trio.CancelScope(shield=True), transaction_timeout(timeout):
-                result = await agent.transaction(statements)
+            with trio.CancelScope(shield=True):
+                result = await agent.transaction(statements, timeout=timeout)
         except StatementError as exc:
             problem = Problem(ErrorCode.BAD_REQUEST, str(exc))
             return exec_error(agent, 400, problem, time.perf_counter() - started)

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from corrosion_py.addr import Addr
-from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.replication import Broadcaster, Peer, Send
 from corrosion_py.replication.claims import broadcast_refusal
@@ -39,6 +39,9 @@ from corrosion_py.wire import (
 )
 from corrosion_py.wire import decode as decode_message
 from corrosion_py.wire import encode as encode_message
+
+if TYPE_CHECKING:  # its type only: the agent, which owns the queue, imports this module
+    from corrosion_py.agent.apply_queue import ApplyQueue
 
 
 class Gossiper:

@@ -27,17 +27,20 @@ import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from corrosion_py.addr import Addr
-from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.net.sync import SyncReport, sync_with
 from corrosion_py.replication import choose_peers, jittered_interval, missing_versions
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
 from corrosion_py.wire.messages import SyncState
+
+if TYPE_CHECKING:  # its type only: the agent, which owns the queue, imports this module
+    from corrosion_py.agent.apply_queue import ApplyQueue
 
 CANNOT_SYNC_AFTER = 3  # rounds failed in a row before the node reports it cannot sync
 STALE_AFTER = 60.0  # seconds without a round that worked (at least 4 intervals)

@@ -34,9 +34,7 @@ def hold(db_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DatabaseInUse(
-                f"a node is running on {db_path} (pid {_pid(path) or 'unknown'}); stop it first"
-            ) from None
+            raise _in_use(db_path, _pid(path)) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield
@@ -59,6 +57,18 @@ def holder(db_path: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def refuse_if_held(db_path: Path) -> None:
+    """Raise `DatabaseInUse` (as `hold` would) when another process runs a node on
+    ``db_path``; for checks before a start, without taking the lock."""
+    pid = holder(db_path)
+    if pid is not None:
+        raise _in_use(db_path, pid if pid > 0 else None)
+
+
+def _in_use(db_path: Path, pid: int | None) -> DatabaseInUse:
+    return DatabaseInUse(f"a node is running on {db_path} (pid {pid or 'unknown'}); stop it first")
 
 
 def _pid(path: Path) -> int | None:

@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,25 +77,6 @@ class TxResult:
     changeset: Changeset | None
     elapsed: float
     times: list[float] = attrs.Factory(list)
-
-
-_TX_TIMEOUT: ContextVar[float | None] = ContextVar("corro_tx_timeout", default=None)
-
-
-@contextmanager
-def transaction_timeout(seconds: float | None) -> Iterator[None]:
-    """Local transactions submitted inside this block (by this task: `Store.transaction`, or
-    ``Agent.transaction`` which calls it) are interrupted once ``seconds`` have passed since
-    their submission, waiting for the writer included; the interrupted one fails with a
-    `StatementError` and is rolled back (the others of its group commit are not touched).
-    None (or 0) sets no bound of its own. The store's ``tx_timeout`` applies in any case: this
-    can only shorten it. A context variable, so callers above the store (the HTTP API) can
-    bound a transaction without every layer in between passing it along."""
-    token = _TX_TIMEOUT.set(seconds or None)
-    try:
-        yield
-    finally:
-        _TX_TIMEOUT.reset(token)
 
 
 def _shortest(*timeouts: float | None) -> float | None:
@@ -228,7 +208,8 @@ class Store:
         self.path = path
         self.tx_timeout = tx_timeout or None
         """Seconds after which every local transaction is interrupted and rolled back, waiting
-        for the writer included (None: no bound; `transaction_timeout` may shorten it)."""
+        for the writer included (None: no bound; a transaction's own ``timeout`` may shorten
+        it)."""
         self.faults = FaultState(path)
         self.clock = clock
         """Physical time in ns since the epoch, for HLC timestamps (a simulator passes its
@@ -441,20 +422,32 @@ class Store:
         )
 
     # -- local writes -------------------------------------------------------------------------
-    def transaction_sync(self, statements: Sequence[Statement]) -> TxResult:
-        """Run statements atomically as one version of this actor."""
-        request = self._request(statements)
+    def transaction_sync(
+        self, statements: Sequence[Statement], *, timeout: float | None = None
+    ) -> TxResult:
+        """Run statements atomically as one version of this actor.
+
+        The transaction is interrupted and rolled back (`StatementError`) once ``timeout`` (or
+        the store's ``tx_timeout``, whichever is shorter) has passed since its submission,
+        waiting for the writer included; None or 0 sets no bound of its own."""
+        request = self._request(statements, timeout)
         self._run_group([request])
         if request.error is not None:
             raise request.error
         assert request.result is not None
         return request.result
 
-    async def transaction(self, statements: Sequence[Statement]) -> TxResult:
+    async def transaction(
+        self,
+        statements: Sequence[Statement],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (a bound SQLite enforces: no cancel)
+    ) -> TxResult:
         """`transaction_sync` for trio code, with group commit: transactions submitted while
         another group is being written go together in the next SQLite transaction (each still
-        its own version, in a savepoint of its own), so concurrent writers share one commit."""
-        request = self._request(statements)
+        its own version, in a savepoint of its own), so concurrent writers share one commit.
+        An interrupted transaction (``timeout``) does not touch the others of its group."""
+        request = self._request(statements, timeout)
         self._tx_queue.append(request)
         async with self._flush_lock:  # FIFO: one group at a time
             if not request.done:
@@ -472,8 +465,8 @@ class Store:
         assert request.result is not None
         return request.result
 
-    def _request(self, statements: Sequence[Statement]) -> _TxRequest:
-        return _TxRequest(statements, _shortest(_TX_TIMEOUT.get(), self.tx_timeout))
+    def _request(self, statements: Sequence[Statement], timeout: float | None) -> _TxRequest:
+        return _TxRequest(statements, _shortest(timeout, self.tx_timeout))
 
     def _run_group(self, group: Sequence[_TxRequest]) -> None:
         """One SQLite transaction for a group of local transactions (on a worker thread)."""

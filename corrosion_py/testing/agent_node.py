@@ -37,6 +37,7 @@ from corrosion_py.addr import format_addr, parse_addr
 from corrosion_py.agent.agent import Agent, AgentConfig
 from corrosion_py.errors import CorrosionError
 from corrosion_py.net.faults import FaultPlan
+from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.swim.presets import LAN, LOCAL, WAN
 
 PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
@@ -139,13 +140,16 @@ async def main(args: argparse.Namespace) -> None:
         sync_interval=tuple(args.sync_interval),
         faults=FaultPlan(loss=args.loss),
         seed=args.seed,
-        api_addr=args.api,
         keyring_file=args.keyring_file,
     )
     with trio.CancelScope() as scope:
-        async with Agent.open(config) as agent, trio.open_nursery() as nursery:
+        async with (
+            open_node(NodeConfig(config, api_addr=args.api)) as node,
+            trio.open_nursery() as nursery,
+        ):
+            agent = node.agent
             host, port = agent.gossip_addr
-            api = format_addr(agent.api_addr) if agent.api_addr is not None else None
+            api = format_addr(node.api_addr) if node.api_addr is not None else None
             emit(event="ready", gossip=f"{host}:{port}", actor=agent.actor_id.hex(), api=api)
             nursery.start_soon(_commands, agent, scope)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

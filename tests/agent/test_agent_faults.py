@@ -5,10 +5,11 @@ database refused at start by `Agent.open` as a typed error."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from disk_faults import SmallDisk
 from corrosion_py import crdt
 from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
+from corrosion_py.api.server import serve_api
 from corrosion_py.errors import UnusableDatabase
 from corrosion_py.store.store import Store
 from corrosion_py.subs import EndOfQuery, Row, SubscriptionClosed
@@ -47,7 +49,6 @@ def config(tmp: Path, directory: Path, name: str, bootstrap: tuple[Addr, ...] = 
         sync_interval=(0.3, 0.6),
         save_members_interval=0.3,
         shutdown_timeout=3.0,
-        api_addr=("127.0.0.1", 0),
     )
 
 
@@ -63,10 +64,15 @@ async def wait_for(cond: Callable[[], Any], seconds: float = HANG) -> Any:
             await trio.sleep(0.05)
 
 
-def client(agent: Agent) -> httpx.AsyncClient:
-    assert agent.api_addr is not None
-    host, port = agent.api_addr
-    return httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=httpx.Timeout(HANG))
+@contextlib.asynccontextmanager
+async def client(agent: Agent) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``agent``'s HTTP API, served on 127.0.0.1 while it is open."""
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(serve_api, agent, ("127.0.0.1", 0), None)
+        base = f"http://{host}:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(HANG)) as http:
+            yield http
+        nursery.cancel_scope.cancel()
 
 
 async def health(http: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:

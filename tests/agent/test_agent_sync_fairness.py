@@ -21,6 +21,7 @@ from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.net.sync import SyncServer
 from corrosion_py.net.sync_loop import Syncer
+from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.store.store import Store
 from corrosion_py.swim import LOCAL, MemberInfo, MemberState
 from corrosion_py.wire.codec import decode, encode
@@ -29,6 +30,7 @@ from corrosion_py.wire.messages import SyncClock, SyncRequest, SyncStart, SyncSt
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\n"
 HANG = 60.0  # seconds: only catches hangs
+LOCALHOST = ("127.0.0.1", 0)
 CLUSTER = 11
 
 
@@ -129,11 +131,12 @@ async def test_a_restarted_node_catches_up_while_strangers_hammer_the_sync_port(
 async def test_health_says_when_a_node_cannot_sync(tmp_path: Path) -> None:
     async with (
         Agent.open(config(tmp_path, "a")) as a,
-        Agent.open(config(tmp_path, "b", (a.gossip_addr,), api_addr=("127.0.0.1", 0))) as b,
+        open_node(NodeConfig(config(tmp_path, "b", (a.gossip_addr,)), api_addr=LOCALHOST)) as node,
     ):
-        assert b.api_addr is not None
+        b = node.agent
+        assert node.api_addr is not None
         http = httpx.AsyncClient(
-            base_url=f"http://{b.api_addr[0]}:{b.api_addr[1]}", timeout=httpx.Timeout(HANG)
+            base_url=f"http://{node.api_addr[0]}:{node.api_addr[1]}", timeout=httpx.Timeout(HANG)
         )
         async with http:
             await wait_for(lambda: a.alive_members() and b.alive_members())

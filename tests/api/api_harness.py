@@ -1,5 +1,6 @@
-"""A real agent serving its HTTP API on 127.0.0.1 (port 0) and an httpx client talking to it
-over the socket (httpx's ASGI transport buffers streams: reference/stack.md C1)."""
+"""A real agent serving its HTTP API on 127.0.0.1 (port 0; run by `corrosion_py.runner`) and
+an httpx client talking to it over the socket (httpx's ASGI transport buffers streams, so it
+cannot test streaming)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import trio
 
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.api.limits import ApiConfig
-from corrosion_py.api.server import serve_api
+from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.swim import LOCAL
 
 SCHEMA = (
@@ -38,7 +39,6 @@ def node_config(tmp: Path, name: str = "n", **kw: Any) -> AgentConfig:
         sync_interval=(0.5, 1.0),
         save_members_interval=1.0,
         shutdown_timeout=3.0,
-        api_addr=("127.0.0.1", 0),
     )
     return attrs.evolve(base, **kw)
 
@@ -56,26 +56,25 @@ def client_for(addr: tuple[str, int], token: str | None = None) -> httpx.AsyncCl
 async def api_node(
     tmp: Path, *, token: str | None = None, name: str = "n", **kw: Any
 ) -> AsyncIterator[tuple[Agent, httpx.AsyncClient]]:
-    """An agent with its API (served by the agent itself) and a client for it."""
-    async with Agent.open(node_config(tmp, name, api_token=token, **kw)) as agent:
-        assert agent.api_addr is not None
-        async with client_for(agent.api_addr, token) as client:
-            yield agent, client
+    """An agent with its API (both run by the runner) and a client for it."""
+    config = NodeConfig(node_config(tmp, name, **kw), api_addr=("127.0.0.1", 0), api_token=token)
+    async with open_node(config) as node:
+        assert node.api_addr is not None
+        async with client_for(node.api_addr, token) as client:
+            yield node.agent, client
 
 
 @contextlib.asynccontextmanager
 async def api_with_config(
     tmp: Path, config: ApiConfig, *, token: str | None = None
 ) -> AsyncIterator[tuple[Agent, httpx.AsyncClient]]:
-    """An agent without its own API, served here with a custom `ApiConfig` (small limits)."""
+    """An agent whose API has a custom `ApiConfig` (small limits)."""
     await trio.Path(tmp).mkdir(parents=True, exist_ok=True)
-    async with Agent.open(node_config(tmp, api_addr=None)) as agent, trio.open_nursery() as n:
-        addr = await n.start(lambda task_status: serve_api(
-            agent, ("127.0.0.1", 0), token, task_status=task_status, config=config
-        ))  # fmt: skip
-        async with client_for(addr, token) as client:
-            yield agent, client
-        n.cancel_scope.cancel()
+    served = NodeConfig(node_config(tmp), api_addr=("127.0.0.1", 0), api_token=token, api=config)
+    async with open_node(served) as node:
+        assert node.api_addr is not None
+        async with client_for(node.api_addr, token) as client:
+            yield node.agent, client
 
 
 class Lines:

@@ -15,6 +15,7 @@ from api_harness import HANG, api_node, api_with_config, client_for, node_config
 from corrosion_py.agent import Agent
 from corrosion_py.api.limits import ApiConfig
 from corrosion_py.api.server import serve_api
+from corrosion_py.runner import NodeConfig, open_node
 
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c"
 INSERT = ["INSERT INTO kv (k, v) VALUES (1, 'x')"]
@@ -145,7 +146,7 @@ async def test_serve_api_reports_its_port_and_stops_cleanly(
     """Cancelled with an idle keep-alive connection and an endless stream open, the server
     ends the stream, stops without a lifespan error or traceback, and frees its port."""
     with trio.fail_after(HANG), caplog.at_level(logging.INFO):
-        async with Agent.open(node_config(tmp_path, api_addr=None)) as agent:
+        async with Agent.open(node_config(tmp_path)) as agent:
             async with trio.open_nursery() as nursery:
                 host, port = await nursery.start(serve_api, agent, ("127.0.0.1", 0), None)
                 assert host == "127.0.0.1" and port > 0
@@ -163,17 +164,19 @@ async def test_serve_api_reports_its_port_and_stops_cleanly(
     assert problems == [], [r.getMessage() for r in problems]
 
 
-async def test_agent_serves_its_api_and_stops_cleanly(
+async def test_the_runner_serves_the_api_and_stops_cleanly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with trio.fail_after(HANG), caplog.at_level(logging.INFO):
-        async with api_node(tmp_path) as (agent, client):
-            assert agent.api_addr is not None and agent.api_addr[1] > 0
-            assert str(client.base_url) == f"http://127.0.0.1:{agent.api_addr[1]}"
-            assert (await client.post("/v1/transactions", json=INSERT)).status_code == 200
-            held = stream(client, "POST", "/v1/queries", json=ENDLESS)
-            lines = await held.__aenter__()
-            assert await lines.next() == {"columns": ["x"]}
+        config = NodeConfig(node_config(tmp_path), api_addr=("127.0.0.1", 0))
+        async with open_node(config) as node:
+            assert node.api_addr is not None and node.api_addr[1] > 0
+            assert node.api_addr[0] == "127.0.0.1" and node.admin_path is None
+            async with client_for(node.api_addr) as client:
+                assert (await client.post("/v1/transactions", json=INSERT)).status_code == 200
+                held = stream(client, "POST", "/v1/queries", json=ENDLESS)
+                lines = await held.__aenter__()
+                assert await lines.next() == {"columns": ["x"]}
         # the agent has stopped with the stream open; the client sees it cut
         with pytest.raises(httpx.HTTPError):
             await lines.rest()
@@ -189,7 +192,7 @@ async def test_a_refused_bind_is_a_plain_oserror(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with trio.fail_after(HANG):
             async with (
-                Agent.open(node_config(tmp_path, api_addr=None)) as agent,
+                Agent.open(node_config(tmp_path)) as agent,
                 trio.open_nursery() as nursery,
             ):
                 with pytest.raises(OSError):

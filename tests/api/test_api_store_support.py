@@ -12,7 +12,7 @@ import trio
 
 from corrosion_py.errors import StatementError
 from corrosion_py.store.migrations import SchemaError
-from corrosion_py.store.store import Store, transaction_timeout
+from corrosion_py.store.store import Store
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\nCREATE INDEX kv_v ON kv (v);\n"
 SLOW = (
@@ -38,15 +38,15 @@ async def test_timeout_rolls_back_only_the_late_transaction(tmp_path: Path) -> N
         outcome: dict[str, object] = {}
 
         async def late() -> None:
-            with transaction_timeout(0.2):
-                try:
-                    await store.transaction(["INSERT INTO kv VALUES (1, 'late')", SLOW])
-                except StatementError as exc:
-                    outcome["late"] = exc
+            try:
+                await store.transaction(["INSERT INTO kv VALUES (1, 'late')", SLOW], timeout=0.2)
+            except StatementError as exc:
+                outcome["late"] = exc
 
         async def prompt() -> None:
-            with transaction_timeout(30):
-                outcome["prompt"] = await store.transaction(["INSERT INTO kv VALUES (2, 'ok')"])
+            outcome["prompt"] = await store.transaction(
+                ["INSERT INTO kv VALUES (2, 'ok')"], timeout=30
+            )
 
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
@@ -54,7 +54,7 @@ async def test_timeout_rolls_back_only_the_late_transaction(tmp_path: Path) -> N
                 nursery.start_soon(prompt)
         assert "timed out after 0.2 s" in str(outcome["late"])
         assert await store.query("SELECT k, v FROM kv") == [(2, "ok")]
-        # outside the block there is no limit again
+        # a transaction without a timeout of its own has no limit (the store sets none)
         assert (await store.transaction(["INSERT INTO kv VALUES (3, 'c')"])).version == 2
 
 

@@ -19,6 +19,7 @@ import trio
 
 from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
+from corrosion_py.runner import NodeConfig, RunningNode, open_node
 from corrosion_py.subs import Change, Columns, EndOfQuery, Event, Row
 from corrosion_py.swim import LOCAL
 
@@ -53,24 +54,24 @@ def config(tmp: Path, name: str, bootstrap: tuple[Addr, ...] = ()) -> AgentConfi
         swim=LOCAL,
         sync_interval=(0.3, 0.6),
         shutdown_timeout=2.0,
-        api_addr=("127.0.0.1", 0),
     )
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp: Path, n: int) -> AsyncIterator[list[Agent]]:
+async def cluster(tmp: Path, n: int) -> AsyncIterator[list[RunningNode]]:
+    """``n`` agents joined through the first, each serving its HTTP API."""
     async with contextlib.AsyncExitStack() as stack:
-        first = await stack.enter_async_context(Agent.open(config(tmp, "n0")))
-        agents = [first]
-        for i in range(1, n):
-            cfg = config(tmp, f"n{i}", (first.gossip_addr,))
-            agents.append(await stack.enter_async_context(Agent.open(cfg)))
-        yield agents
+        nodes: list[RunningNode] = []
+        for i in range(n):
+            bootstrap = (nodes[0].agent.gossip_addr,) if nodes else ()
+            served = NodeConfig(config(tmp, f"n{i}", bootstrap), api_addr=("127.0.0.1", 0))
+            nodes.append(await stack.enter_async_context(open_node(served)))
+        yield nodes
 
 
-def base(agent: Agent) -> str:
-    assert agent.api_addr is not None
-    host, port = agent.api_addr
+def base(node: RunningNode) -> str:
+    assert node.api_addr is not None
+    host, port = node.api_addr
     return f"http://{host}:{port}"
 
 
@@ -109,25 +110,26 @@ def matches(agent: Agent, mirrors: list[Mirror]) -> list[str]:
 async def test_subscriptions_on_every_node_replay_to_the_direct_result(tmp_path: Path) -> None:
     rng = random.Random(7)
     timeout = httpx.Timeout(10, read=None)
-    async with cluster(tmp_path, 3) as agents, httpx.AsyncClient(timeout=timeout) as client:
+    async with cluster(tmp_path, 3) as nodes, httpx.AsyncClient(timeout=timeout) as client:
+        agents = [node.agent for node in nodes]
         for _ in range(10):  # some rows before the subscriptions
-            agent = rng.choice(agents)
-            r = await client.post(base(agent) + "/v1/transactions", json=random_write(rng))
+            r = await client.post(
+                base(rng.choice(nodes)) + "/v1/transactions", json=random_write(rng)
+            )
             assert r.status_code == 200, r.text
         async with trio.open_nursery() as nursery:
             mirrors: dict[int, list[Mirror]] = {}
-            for index, agent in enumerate(agents):
+            for index, node in enumerate(nodes):
                 mirrors[index] = []
                 for sql, params in QUERIES:
                     mirror, ready = Mirror(), trio.Event()
                     mirrors[index].append(mirror)
-                    nursery.start_soon(follow, client, base(agent), sql, params, mirror, ready)
+                    nursery.start_soon(follow, client, base(node), sql, params, mirror, ready)
                     with trio.fail_after(20):
                         await ready.wait()
             for _ in range(200):
-                agent = rng.choice(agents)
                 body = [list(s) for s in random_write(rng)]
-                r = await client.post(base(agent) + "/v1/transactions", json=body)
+                r = await client.post(base(rng.choice(nodes)) + "/v1/transactions", json=body)
                 assert r.status_code == 200, r.text
                 await trio.sleep(rng.random() * 0.01)
             with trio.fail_after(60):

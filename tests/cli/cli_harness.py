@@ -21,8 +21,8 @@ from typing import Any
 
 import trio
 
-from corrosion_py.admin import serve_admin
-from corrosion_py.agent import Agent, AgentConfig
+from corrosion_py.agent import AgentConfig
+from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.swim import LOCAL
 
 HANG = 60.0  # seconds: only catches hangs
@@ -210,10 +210,12 @@ class ThreadAgent:
         self.directory = directory
         self.db_path = directory / "node.db"
         self.admin_path = directory / "admin.sock"
-        self.config = AgentConfig(
-            db_path=self.db_path, schema_paths=[schema], swim=LOCAL,
-            api_addr=("127.0.0.1", 0), api_token=token, shutdown_timeout=3.0,
-        )  # fmt: skip
+        agent = AgentConfig(
+            db_path=self.db_path, schema_paths=[schema], swim=LOCAL, shutdown_timeout=3.0
+        )
+        self.config = NodeConfig(
+            agent, api_addr=("127.0.0.1", 0), api_token=token, admin_path=self.admin_path
+        )
         self.api = ""
         self._ready: queue.Queue[Ready | BaseException] = queue.Queue()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -226,10 +228,9 @@ class ThreadAgent:
 
     async def _main(self) -> None:
         with trio.CancelScope() as scope:
-            async with Agent.open(self.config) as agent, trio.open_nursery() as nursery:
-                await nursery.start(serve_admin, agent, self.admin_path)
-                assert agent.api_addr is not None
-                host, port = agent.api_addr
+            async with open_node(self.config) as node:
+                assert node.api_addr is not None
+                host, port = node.api_addr
                 self._ready.put((f"{host}:{port}", trio.lowlevel.current_trio_token(), scope))
                 await trio.sleep_forever()
 

@@ -15,7 +15,8 @@ from cli_harness import SCHEMA, ThreadAgent, corrosion, poll, short_dir
 from click.testing import CliRunner, Result
 
 from corrosion_py.admin import admin_request
-from corrosion_py.cli import main, split_sql
+from corrosion_py.cli import main
+from corrosion_py.cli.http import split_sql
 from corrosion_py.client import CorrosionClient
 
 TOKEN = "s3cret"

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
+from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.swim import LOCAL
 
 SCHEMA = """\
@@ -25,10 +27,15 @@ HANG = 30.0  # seconds: only catches hangs
 
 T = TypeVar("T")
 
+_SERVED: dict[Agent, Addr] = {}
+"""Where each agent of `agent_api` serves its HTTP API, while it runs."""
+
 
 @contextlib.asynccontextmanager
-async def agent_api(tmp: Path, name: str = "a", **kw: Any) -> AsyncIterator[Agent]:
-    """An agent serving its HTTP API; ``agent.api_addr`` is where."""
+async def agent_api(
+    tmp: Path, name: str = "a", api_token: str | None = None, **kw: Any
+) -> AsyncIterator[Agent]:
+    """An agent serving its HTTP API (run by the runner); ``api(agent)`` is where."""
     schema = tmp / "schema.sql"
     if not schema.exists():
         schema.write_text(SCHEMA)
@@ -36,17 +43,20 @@ async def agent_api(tmp: Path, name: str = "a", **kw: Any) -> AsyncIterator[Agen
         db_path=tmp / f"{name}.db",
         schema_paths=[schema],
         swim=LOCAL,
-        api_addr=("127.0.0.1", 0),
         shutdown_timeout=3.0,
     )
-    async with Agent.open(attrs.evolve(config, **kw)) as agent:
-        assert agent.api_addr is not None
-        yield agent
+    served = NodeConfig(attrs.evolve(config, **kw), api_addr=("127.0.0.1", 0), api_token=api_token)
+    async with open_node(served) as node:
+        assert node.api_addr is not None
+        _SERVED[node.agent] = node.api_addr
+        try:
+            yield node.agent
+        finally:
+            del _SERVED[node.agent]
 
 
-def api(agent: Agent) -> tuple[str, int]:
-    assert agent.api_addr is not None
-    return agent.api_addr
+def api(agent: Agent) -> Addr:
+    return _SERVED[agent]
 
 
 class Proxy:
@@ -97,8 +107,7 @@ async def _pump(src: trio.SocketStream, dst: trio.SocketStream, scope: trio.Canc
 
 @contextlib.asynccontextmanager
 async def proxied(agent: Agent) -> AsyncIterator[Proxy]:
-    assert agent.api_addr is not None
-    proxy = Proxy(agent.api_addr)
+    proxy = Proxy(api(agent))
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.run)
         yield proxy

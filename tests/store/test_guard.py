@@ -15,7 +15,7 @@ import trio
 
 from corrosion_py.errors import QueryError, StatementError
 from corrosion_py.store.guard import decode_problem, refusal, text_problem
-from corrosion_py.store.store import Store, TxResult, transaction_timeout
+from corrosion_py.store.store import Store, TxResult
 
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT, b BLOB);\n"
 SLOW = (
@@ -217,11 +217,11 @@ async def test_a_bad_transaction_does_not_fail_the_others_of_its_group(tmp_path:
 
         async def submit(name: str, statements: list[str]) -> None:
             try:
-                outcome[name] = await store.transaction(statements)
+                outcome[name] = await store.transaction(statements, timeout=60)
             except StatementError as exc:
                 outcome[name] = exc
 
-        with trio.fail_after(60), transaction_timeout(60):
+        with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(submit, "slow", ["INSERT INTO kv (k) VALUES (0)", SLOW])
                 await trio.sleep(0.05)  # the next three queue while the slow one writes
@@ -247,9 +247,9 @@ async def test_the_store_bound_applies_without_a_caller_bound(tmp_path: Path) ->
         with pytest.raises(StatementError, match=r"timed out after 0\.3 s"):
             await store.transaction(["INSERT INTO kv (k) VALUES (1)", huge])
         # a caller may shorten the bound, never lengthen it
-        with transaction_timeout(3600), pytest.raises(StatementError, match=r"after 0\.3 s"):
-            await store.transaction([huge])
-        with transaction_timeout(0.1), pytest.raises(StatementError, match=r"after 0\.1 s"):
-            await store.transaction([huge])
+        with pytest.raises(StatementError, match=r"after 0\.3 s"):
+            await store.transaction([huge], timeout=3600)
+        with pytest.raises(StatementError, match=r"after 0\.1 s"):
+            await store.transaction([huge], timeout=0.1)
         assert (await store.transaction(["INSERT INTO kv (k) VALUES (2)"])).version == 1
         assert await store.query("SELECT k FROM kv") == [(2,)]
