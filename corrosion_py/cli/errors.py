@@ -34,7 +34,7 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, CliError):
         return exc.format_message()
     # the client is imported by the commands that talk HTTP only (start-up stays short)
-    client_types = sys.modules.get("corrosion_py.client.protocol")
+    client_types = sys.modules.get("corrosion_py.client.errors")
     if client_types is not None and isinstance(exc, client_types.ClientError):
         if isinstance(exc, client_types.TransportError):
             return f"{exc.message}; {AGENT_HINT}"

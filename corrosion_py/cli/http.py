@@ -131,17 +131,11 @@ def query(settings: Settings, sql: str, params: tuple[str, ...], fmt: str,
 
 
 def event_line(event: Any, fmt: str) -> str:
+    from corrosion_py.api_types import event_json
     from corrosion_py.client import Change, Columns, EndOfQuery, Row
 
     if fmt == "json":  # Corrosion's NDJSON event shapes
-        if isinstance(event, Columns):
-            return dumps({"columns": list(event.names)})
-        if isinstance(event, Row):
-            return dumps({"row": [event.rowid, list(event.cells)]})
-        if isinstance(event, EndOfQuery):
-            return dumps({"eoq": {"time": event.time, "change_id": event.change_id}})
-        assert isinstance(event, Change)
-        return dumps({"change": [event.kind, event.rowid, list(event.cells), event.change_id]})
+        return dumps(event_json(event))
     if isinstance(event, Columns):
         return "columns: " + " | ".join(event.names)
     if isinstance(event, Row):
