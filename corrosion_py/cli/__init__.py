@@ -26,9 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +36,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import click
 
-from corrosion_py import __version__
+from corrosion_py import __version__, sqltext
 
 if TYPE_CHECKING:
     from corrosion_py.client import CorrosionClient
@@ -449,20 +447,10 @@ def _param(text: str) -> Any:
         return text
 
 
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-
-
 def split_sql(text: str) -> list[str]:
     """Statements of ``text`` (split at the ``;`` that end complete statements, so semicolons in
     strings and trigger bodies stay), without the empty ones."""
-    out: list[str] = []
-    start = 0
-    for i, char in enumerate(text):
-        if char == ";" and sqlite3.complete_statement(text[start : i + 1]):
-            out.append(text[start : i + 1])
-            start = i + 1
-    out.append(text[start:])
-    return [s.strip() for s in out if _COMMENTS.sub("", s).strip(" \t\r\n;")]
+    return [stmt.with_semicolon() for stmt in sqltext.statements(text)]
 
 
 def _statements(sql: Sequence[str]) -> list[str]:

@@ -13,13 +13,13 @@ connection that has not registered them cannot write to a CRR at all: its statem
 
 from __future__ import annotations
 
-import re
 import sqlite3
 
 import attrs
 
 from corrosion_py.crdt.limits import CLOCK_LIMIT_MESSAGE, MAX_CLOCK
 from corrosion_py.errors import IncompatibleTableError, UnknownTableError
+from corrosion_py.sqltext import tokens
 
 SENTINEL = "-1"
 
@@ -113,9 +113,6 @@ def introspect(conn: sqlite3.Connection, table: str) -> TableInfo:
     return TableInfo(table, pks, others)
 
 
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`|\[[^\]]*\]")
-
-
 def check_compatible(conn: sqlite3.Connection, table: str) -> TableInfo:
     """Apply cr-sqlite's rules (§5.1); raise IncompatibleTableError naming the table and rule."""
     info = introspect(conn, table)
@@ -138,7 +135,7 @@ def check_compatible(conn: sqlite3.Connection, table: str) -> TableInfo:
     sql_row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
-    if sql_row and re.search(r"\bautoincrement\b", _QUOTED.sub(" ", sql_row[0]), re.IGNORECASE):
+    if sql_row and any(t.norm == "AUTOINCREMENT" for t in tokens(sql_row[0]) if t.kind == "word"):
         raise refuse("AUTOINCREMENT is not allowed")
     if conn.execute(f"PRAGMA foreign_key_list({q(table)})").fetchall():
         raise refuse("foreign keys are not allowed")
