@@ -24,6 +24,7 @@ from corrosion_py.crdt.change_rows import Change
 from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.crdt.merge_rules import SENTINEL, RowState, apply_change
 from corrosion_py.crdt.pk import pack_pk, unpack_pk
+from corrosion_py.crdt.site import record_versions
 from corrosion_py.crdt.state import ConnState, conn_state
 from corrosion_py.crdt.tables import TableInfo, q
 from corrosion_py.crdt.tx import write_scope
@@ -286,11 +287,7 @@ def _apply(
     for _, _, ch in items:  # crsql_db_versions: the max version seen per site, won or lost
         if ch.db_version > max_seen.get(ch.site_id, -1):
             max_seen[ch.site_id] = ch.db_version
-    conn.executemany(
-        "INSERT INTO crsql_db_versions (site_id, db_version) VALUES (?, ?) "
-        "ON CONFLICT (site_id) DO UPDATE SET db_version = max(db_version, excluded.db_version)",
-        max_seen.items(),
-    )
+    record_versions(conn, max_seen)
     st.rows_impacted += impacted
     return impacted
 
