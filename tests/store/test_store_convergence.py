@@ -107,7 +107,7 @@ def test_lossy_delivery_then_sync_converges(seed: int, reopen: bool) -> None:
             snaps = [snapshot(s) for s in stores]
             assert snaps[0] == snaps[1] == snaps[2]
             for s in stores:
-                for actor, booked in s.bookie.items():
+                for actor, booked in s.bookie_snapshot().items():
                     assert not booked.gaps, (actor.hex(), list(booked.gaps))
                     assert not booked.partials
         finally:
