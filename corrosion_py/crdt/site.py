@@ -61,7 +61,7 @@ def detach_local_site(conn: sqlite3.Connection) -> bytes | None:
     """Make the local site an ordinary remote one (a new ordinal, its clock rows following,
     provisional sentinels kept at the local ordinal), in one transaction of its own or the
     caller's; return its id (None if there was none). The database then has no identity: the
-    next `crdt.init` gives it one."""
+    next use of the engine on it (`crdt.init`, a transaction, a read of changes) gives it one."""
     site = local_site(conn)
     if site is None:
         return None
