@@ -133,3 +133,5 @@ LOCAL = attrs.evolve(
     push_pull_interval=5.0,
     reconnect_interval=5.0,
 )
+PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
+"""The presets by the names the config file and the command lines use."""
