@@ -1,4 +1,4 @@
-"""JSON and NDJSON responses, shaped as Corrosion's (reference/corrosion.md §2).
+"""JSON and NDJSON responses, shaped as Corrosion's HTTP API shapes them.
 
 - `error_response`: ``{"error": message}`` with a status, the body of every refusal.
 - `NdjsonResponse`: a chunked ``application/x-ndjson`` stream from an async iterable of encoded

@@ -1,4 +1,4 @@
-"""The subscription endpoints (reference/corrosion.md §2.3-2.5): ``POST /v1/subscriptions``,
+"""The subscription endpoints (Corrosion's, docs/api.md): ``POST /v1/subscriptions``,
 ``GET /v1/subscriptions/{id}`` and ``POST /v1/updates/{table}``, NDJSON streams over
 `corrosion_py.subs`.
 

@@ -132,8 +132,9 @@ class _Base:
         self, http: httpx.Client | httpx.AsyncClient, request: Request, stream: bool = False,
         server_timeout: float | None = None,
     ) -> httpx.Request:  # fmt: skip
-        """The httpx request: streams wait for lines without limit (stack.md C2); a request
-        with a server-side ``timeout`` waits at least that long for its answer."""
+        """The httpx request: streams wait for lines without limit (httpx's read timeout is the
+        gap between chunks, and an idle subscription is silent for long); a request with a
+        server-side ``timeout`` waits at least that long for its answer."""
         timeout = httpx.Timeout(self.timeout)
         if stream:
             timeout = httpx.Timeout(self.timeout, read=None)

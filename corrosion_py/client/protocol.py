@@ -3,7 +3,7 @@ exceptions, the result and event types, request building, response parsing, and 
 subscription tracker that decides what a reconnecting subscription asks for and which lines it
 passes on. Nothing here does I/O, so both clients drive the same rules.
 
-Formats are Corrosion's (reference/corrosion.md §2). Two decisions of ours:
+Formats are those of Corrosion's HTTP API (docs/api.md). Two decisions of ours:
 
 - **BLOBs.** Parameters that are ``bytes``/``bytearray``/``memoryview`` are sent as arrays of
   byte numbers. Result cells that are JSON arrays are decoded to ``bytes`` by default: in

@@ -5,7 +5,8 @@ referenced, so the engine keeps what cr-sqlite keeps per connection (the pending
 seq counter, the sync bit) in a small object that the registered SQL functions close over, and
 brackets every write itself (`tx.py`, `merge.py`). The committed local version is read from the
 database at the start of each engine transaction, never cached across transactions, so several
-connections (or processes) on one file stay correct (cr-sqlite known bug §8.10).
+connections (or processes) on one file stay correct (cr-sqlite caches it per connection, and a
+second connection on the same file then reuses versions).
 
 The triggers claim versions and seqs through ``crsql_internal_*`` functions of their own, apart
 from cr-sqlite's public ``crsql_next_db_version`` and ``crsql_increment_and_get_seq``. A SQL

@@ -1,5 +1,5 @@
-"""SQL subscriptions: live query results pushed as rows change (reference/corrosion.md §2.10,
-made exact for subqueries, EXISTS, LEFT JOINs, aggregates and ORDER BY/LIMIT)."""
+"""SQL subscriptions: live query results pushed as rows change (Corrosion's subscriptions, made
+exact for subqueries, EXISTS, LEFT JOINs, aggregates and ORDER BY/LIMIT)."""
 
 from corrosion_py.subs.events import (
     Change,

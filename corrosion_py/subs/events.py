@@ -1,5 +1,5 @@
-"""What a subscriber receives (the NDJSON lines of reference/corrosion.md §2.3-2.5), and the
-errors that end a subscription stream."""
+"""What a subscriber receives (the NDJSON lines of Corrosion's subscription and updates
+streams), and the errors that end a subscription stream."""
 
 from __future__ import annotations
 

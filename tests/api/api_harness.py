@@ -1,5 +1,5 @@
 """A real agent serving its HTTP API on 127.0.0.1 (port 0) and an httpx client talking to it
-over the socket (httpx's ASGI transport buffers streams: reference/stack.md C1)."""
+over the socket (httpx's ASGI transport buffers a whole response, so a stream never yields)."""
 
 from __future__ import annotations
 

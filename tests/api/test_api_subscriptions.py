@@ -1,4 +1,4 @@
-"""Golden tests of the subscription endpoints' shapes (reference/corrosion.md §2.3-2.5) against
+"""Golden tests of the subscription endpoints' shapes (Corrosion's, docs/api.md) against
 a real agent's HTTP server: headers, NDJSON lines, attach by id, ``from``, ``skip_rows``, the
 refusals, table update notifications and a slow listener's last line."""
 

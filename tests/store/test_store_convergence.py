@@ -1,6 +1,6 @@
 """Property: stores that exchange changeset pieces over a lossy, duplicating, reordering network
-and then run one sync exchange hold identical tables and no bookkeeping gaps (DESIGN.md
-invariants 1 and 5), also when a store is closed and reopened from disk between batches."""
+and then run one sync exchange hold identical tables and no bookkeeping gaps (convergence, and
+no gaps after quiescence), also when a store is closed and reopened from disk between batches."""
 
 from __future__ import annotations
 
