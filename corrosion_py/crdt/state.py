@@ -24,7 +24,7 @@ import sqlite3
 
 import attrs
 
-from corrosion_py.crdt import pk as pkmod
+from corrosion_py.crdt.pk import pack_columns
 from corrosion_py.crdt.site import random_site_id, setup_transaction
 from corrosion_py.crdt.tables import (
     TRIGGERS_VERSION,
@@ -264,7 +264,7 @@ def conn_state(conn: sqlite3.Connection, new_site: bytes | None = None) -> ConnS
     conn.create_function("crsql_next_db_version", 1, st.next_db_version)
     conn.create_function("crsql_increment_and_get_seq", 0, st.increment_and_get_seq)
     conn.create_function("crsql_get_seq", 0, lambda: st.seq)
-    conn.create_function("crsql_internal_pack", -1, pkmod.pack_columns, deterministic=True)
+    conn.create_function("crsql_internal_pack", -1, pack_columns, deterministic=True)
     upgrade_triggers(conn)
     _states[id(conn)] = st
     _remember(conn)

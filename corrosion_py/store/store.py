@@ -32,8 +32,7 @@ from corrosion_py.replication.booked import BookedVersions
 from corrosion_py.replication.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
 from corrosion_py.replication.hlc import HLC
 from corrosion_py.replication.needs import Need, Served, compute_needs, sync_state
-from corrosion_py.store import bookkeeping, members
-from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
+from corrosion_py.store import apply, bookkeeping, members
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.connections import Readers, connect, open_reader
 from corrosion_py.store.faults import FaultState
@@ -45,8 +44,7 @@ from corrosion_py.store.migrations import SchemaResult, apply_schema, apply_sche
 from corrosion_py.store.remote import ApplyInterrupted, RemoteChanges
 from corrosion_py.store.serve import Server
 from corrosion_py.store.writer import Writer
-from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD
-from corrosion_py.wire.codec import encoded_change_size as size_of_change
+from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD, encoded_change_size
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, Item, SyncState
 
 __all__ = [
@@ -66,7 +64,7 @@ STORE_SCHEMA = [
     "address TEXT NOT NULL, state TEXT NOT NULL, incarnation INTEGER NOT NULL DEFAULT 0, "
     "updated_at INTEGER NOT NULL)",
     *bookkeeping.SCHEMA,
-    *APPLY_SCHEMA,
+    *apply.SCHEMA,
 ]
 
 
@@ -275,7 +273,7 @@ class Store:
             changeset.last_seq,
             changeset.ts,
             budget=budget or self.chunk_budget,
-            size_of=size_of_change,
+            size_of=encoded_change_size,
             overhead=MAX_CHANGESET_OVERHEAD,
         )
 
@@ -358,7 +356,7 @@ class Store:
             conn or self.reader(),
             self.bookie_snapshot(),
             budget=SYNC_BUDGET,
-            size_of=size_of_change,
+            size_of=encoded_change_size,
             overhead=MAX_CHANGESET_OVERHEAD,
             served=served,
         )
