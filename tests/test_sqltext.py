@@ -70,6 +70,15 @@ def test_first_word_skips_whitespace_and_comments() -> None:
     assert first_word("") == ""
     assert first_word("(SELECT 1)") == ""  # not a keyword: SQLite judges it
     assert first_word("'DROP' TABLE t") == ""
+    assert first_word("x'00'") == ""  # a blob, as the scan says
+    assert first_word("xyz'00'") == "XYZ"
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab xX'\"`[]-/*;\n$0(),")), max_size=30))
+def test_first_word_agrees_with_the_scan(text: str) -> None:
+    significant = tokens(text)
+    expected = significant[0].text.upper() if significant and significant[0].kind == "word" else ""
+    assert first_word(text) == expected
 
 
 def test_dequote_and_one_line() -> None:
