@@ -1,4 +1,4 @@
-"""The HTTP API and subscriptions (issue 6's performance section), each against a baseline run in
+"""The HTTP API and subscriptions, each against a baseline run in
 the same process:
 
 1. local commit -> subscription event at an HTTP client (p50, p99), against a bare

@@ -77,7 +77,7 @@ def catch_up(tmp: Path, versions: int) -> tuple[int, float]:
         for i in range(0, len(items), 5_000):
             dst.apply_sync(items[i : i + 5_000])
     elapsed = time.perf_counter() - started
-    assert dst.bookie[X].max == versions and not dst.bookie[X].gaps
+    assert dst.bookie_snapshot()[X].max == versions and not dst.bookie_snapshot()[X].gaps
     src.close()
     dst.close()
     return rounds, elapsed

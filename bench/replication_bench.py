@@ -1,4 +1,4 @@
-"""Replication between agent processes on 127.0.0.1 (issue 5's performance section):
+"""Replication between agent processes on 127.0.0.1:
 
 1. write-to-every-node propagation at a steady write rate spread over all nodes (p50, p99);
 2. a burst of writes on one node: time until every node has all of them;

@@ -1,4 +1,4 @@
-"""SWIM on real UDP, one OS process per node on 127.0.0.1, LOCAL timing (swim.md §6.3):
+"""SWIM on real UDP, one OS process per node on 127.0.0.1, LOCAL timing:
 time for 50 nodes to agree on the member list, `kill -9` detection delays, false deaths under
 1% injected loss, and the CPU an idle node uses.
 

@@ -1,6 +1,6 @@
 """The admin socket: a Unix stream socket where a running agent answers operator commands
 (``corrosion cluster members``, ``sync generate``, ``reload``, ``subs list``), in Corrosion's
-protocol (reference/corrosion.md §1d).
+protocol (its ``corro-admin`` framing and commands).
 
 Protocol. Every frame is a 4-byte big-endian length then that many bytes of JSON. The client
 sends a command; the server answers with zero or more ``{"Json": value}`` frames, then

@@ -14,11 +14,9 @@ Run it with ``make demo``, ``python -m corrosion_py.demo`` or ``corrosion demo``
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -90,29 +88,12 @@ class Node(AgentProcess):
             self.args[i : i + 2] = ["-c", NODE_MAIN]
         super().start()
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """A clean stop: the end of its command stream (stdin) makes the node leave the
-        cluster, apply what it holds and close its database; SIGTERM, then SIGKILL, only if it
-        is still running after ``timeout`` seconds."""
-        proc = getattr(self, "proc", None)
-        if proc is not None and proc.stdin is not None and proc.poll() is None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout)
-        super().stop(timeout)
-
     @property
     def http(self) -> str:
         """The HTTP API's HOST:PORT."""
         if self.api is None:
             raise DemoError(f"{self.name} has no HTTP API")
         return self.api
-
-    @property
-    def pid(self) -> int | None:
-        proc = getattr(self, "proc", None)
-        return proc.pid if proc is not None else None
 
     def members(self) -> list[tuple[str, str, str, int]]:
         """(actor hex, HOST:PORT, state, incarnation) of every member this node knows."""
@@ -384,9 +365,10 @@ async def run(workdir: Path, nodes: list[Node]) -> None:
     codes = {n.name: 0 for n in (n1, n3)}
 
     async def stop(node: Node) -> None:
-        proc = node.proc
-        await in_thread(node.stop)
-        codes[node.name] = proc.returncode if proc is not None else 0
+        # the end of its commands (stdin) makes the node leave the cluster, apply what it
+        # holds and close its database; SIGTERM, then SIGKILL, only if it is still running
+        code = await in_thread(lambda: node.stop(end_input=True))
+        codes[node.name] = code or 0
 
     async with trio.open_nursery() as nursery:
         for n in (n1, n3):
@@ -404,7 +386,7 @@ def cleanup(nodes: list[Node]) -> None:
         if node.pid is None:
             continue
         try:
-            node.stop(timeout=5.0)
+            node.stop(timeout=5.0, end_input=True)
         except Exception:  # a pipe closed early, or the like: make sure, by SIGKILL
             node.kill()
 

@@ -1,5 +1,5 @@
 """The one queue between the network and the store: broadcast and sync feed it, one task drains
-it into the store's batched apply (reference/corrosion.md §3.6).
+it into the store's batched apply (as Corrosion's changes queue feeds its batched applies).
 
 Rules:
 

@@ -1,4 +1,4 @@
-"""``GET /v1/health``: is this node keeping up? (reference/corrosion.md §2.6)
+"""``GET /v1/health``: is this node keeping up? (Corrosion's health endpoint, docs/api.md)
 
     {"response": {"gaps": 0, "members": 3, "p99_lag": 0.084, "queue_size": 0, "faults": [],
                   "sync": {"last_ok_ago": 2.1, "failures": 0}}}

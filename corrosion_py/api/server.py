@@ -2,13 +2,14 @@
 
 `serve_api` binds (port 0 picks a free one; a refused bind is a plain `OSError`, raised before
 anything starts), reports the real address through ``task_status.started``, and serves until
-cancelled. Cancelling hypercorn's ``serve`` directly
-raises lifespan errors (reference/stack.md H2), so the server runs in a shielded scope and a
-sibling task turns the cancellation into hypercorn's graceful shutdown: streams are ended at
-once (``app.state.closing``), idle connections closed, requests in flight get
-``graceful_timeout`` seconds, then the lifespan completes and the cancellation goes on.
-``keep_alive_max_requests`` is unbounded (H1), the access log is off, and trio's socket streams
-set TCP_NODELAY.
+cancelled. Cancelling hypercorn's ``serve`` directly raises lifespan errors
+(``ClosedResourceError``), so the server runs in a shielded scope and a sibling task turns the
+cancellation into hypercorn's graceful shutdown: streams are ended at once
+(``app.state.closing``), idle connections closed, requests in flight get ``graceful_timeout``
+seconds, then the lifespan completes and the cancellation goes on. ``keep_alive_max_requests``
+is unbounded (hypercorn's trio worker, closing a kept-alive connection at its default limit of
+1,000 requests, may log a spurious ``BusyResourceError``), the access log is off, and trio's
+socket streams set TCP_NODELAY.
 """
 
 from __future__ import annotations

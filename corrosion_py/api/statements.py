@@ -1,4 +1,4 @@
-"""Statements and values as Corrosion's HTTP API spells them (reference/corrosion.md §2.0).
+"""Statements and values as Corrosion's HTTP API spells them.
 
 A statement is one of four JSON shapes::
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
-import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from corrosion_py import sqltext
 from corrosion_py.cli.interrupt import interruptible
 from corrosion_py.cli.output import cell_text, dumps, json_cell, ms, stdout_console
 from corrosion_py.cli.settings import Settings, global_options
@@ -24,20 +23,12 @@ def param(text: str) -> Any:
         return text
 
 
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 
 
 def split_sql(text: str) -> list[str]:
     """Statements of ``text`` (split at the ``;`` that end complete statements, so semicolons in
     strings and trigger bodies stay), without the empty ones."""
-    out: list[str] = []
-    start = 0
-    for i, char in enumerate(text):
-        if char == ";" and sqlite3.complete_statement(text[start : i + 1]):
-            out.append(text[start : i + 1])
-            start = i + 1
-    out.append(text[start:])
-    return [s.strip() for s in out if _COMMENTS.sub("", s).strip(" \t\r\n;")]
+    return [stmt.with_semicolon() for stmt in sqltext.statements(text)]
 
 
 def statements_of(sql: Sequence[str]) -> list[str]:

@@ -1,9 +1,10 @@
 """Making a table a CRR (`as_crr`), demoting it (`as_table`) and altering it (`alter`).
 
 Adding a column must cost nothing per row: a new column holds its default everywhere, and a row
-with no clock for a column merges correctly (§3.2 step 6.1: no local clock, the incoming change
-wins). So an alter that only adds columns or indexes writes no clock rows and scans nothing; only
-a rebuild, a dropped or a renamed column pays for a pass over the table.
+with no clock for a column merges correctly (cr-sqlite's merge rule: with no local clock for the
+column, the incoming change wins). So an alter that only adds columns or indexes writes no clock
+rows and scans nothing; only a rebuild, a dropped or a renamed column pays for a pass over the
+table.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def _defaults(conn: sqlite3.Connection, table: str) -> dict[str, str]:
 def _backfill(
     conn: sqlite3.Connection, st: ConnState, info: TableInfo, version: int | None
 ) -> None:
-    """Give every row missing from the lookaside table a key and clocks (cr-sqlite §5.2 step 3),
-    then clock every column whose value differs from its default and has no clock (step 4).
+    """Give every row missing from the lookaside table a key and clocks (cr-sqlite's backfill:
+    every column, NULL and defaults included), then clock every column whose value differs from
+    its default and has no clock (cr-sqlite's "fill missing columns").
 
     ``version`` None claims the transaction's next version; an int is used as is (alter).
     """
@@ -110,7 +112,8 @@ def _schema_changed(conn: sqlite3.Connection) -> None:
 
 
 def as_crr(conn: sqlite3.Connection, table: str) -> None:
-    """Turn an existing table into a CRR, backfilling its rows as cr-sqlite does (§5.2).
+    """Turn an existing table into a CRR, backfilling its rows as cr-sqlite's ``crsql_as_crr``
+    does.
 
     Idempotent: on a CRR it re-checks the rules and clocks any rows written around the engine.
     """

@@ -1,4 +1,12 @@
-"""The merge rules of cr-sqlite 0.16 (reference/crsqlite.md §3.2), as pure functions on one row.
+"""The merge rules of cr-sqlite 0.16, as pure functions on one row.
+
+The steps, in cr-sqlite's order (the comments below name them): 1. the row gets a lookaside key
+(`merger.py`); 2. its local causal length is its sentinel's, else 1 if it has any clock, else 0;
+3. a change with a smaller cl is ignored; 4. an even cl is a delete, decided before the column;
+5. a sentinel with a larger odd cl resurrects the row; 6. a column change with odd cl resurrects
+the row first if its cl is larger, then wins when there is no local clock, a larger col_version,
+or the larger value at an equal one (`compare`). Rows impacted count +1 for a delete, a
+resurrection and a winning column, as ``crsql_rows_impacted()`` does.
 
 Everything that decides whether a remote change wins lives in this file; it reads no SQL and
 writes none. `merge.py` loads the local state of the rows a batch touches, runs these rules on
@@ -91,7 +99,7 @@ CurrentValue = Callable[[RowState, str], tuple[bool, SqlValue]]
 
 
 def apply_change(row: RowState, ch: Change, current: CurrentValue) -> int:
-    """Merge one change into ``row`` following §3.2; return its rows-impacted count (§3.5)."""
+    """Merge one change into ``row`` by the steps above; return its rows-impacted count."""
     cl = ch.cl
     sentinel = row.sentinel
     local_cl = sentinel[0] if sentinel is not None else (1 if row.clocks else 0)

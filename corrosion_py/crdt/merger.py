@@ -6,8 +6,8 @@ written. Then, chunk by chunk in the order given, the merger loads the local sta
 every row the chunk touches with a few set-based queries (lookaside keys, clocks, which base rows
 exist), runs `merge_rules.apply_change` on each change in memory, and writes the rows that changed
 back with batched statements, all inside one write scope with the sync bit on so the recording
-triggers stand aside. The result is the same as applying the changes one by one (§3.2), at a
-fraction of the statements.
+triggers stand aside. The result is the same as applying the changes one by one (cr-sqlite's
+merge), at a fraction of the statements.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from corrosion_py.crdt.change_rows import Change
 from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.crdt.merge_rules import SENTINEL, RowState, apply_change
 from corrosion_py.crdt.pk import pack_pk, unpack_pk
+from corrosion_py.crdt.site import record_versions
 from corrosion_py.crdt.state import ConnState, conn_state
 from corrosion_py.crdt.tables import TableInfo, q
 from corrosion_py.crdt.tx import write_scope
@@ -181,7 +182,7 @@ class _TableBatch:
         info, conn = self.info, self.conn
         changed = {pk: row for pk, row in self.rows.items() if row.dirty or row.reset}
         new = [pk for pk in self.rows if pk not in self.keys]
-        if new:  # lookaside keys are created for every pk a merge sees (§3.2 step 1)
+        if new:  # lookaside keys are created for every pk a merge sees (merge step 1)
             top = conn.execute(f"SELECT max(__crsql_key) FROM {info.lookaside}").fetchone()[0]
             first = (top or 0) + 1
             for i, pk in enumerate(new):
@@ -286,18 +287,15 @@ def _apply(
     for _, _, ch in items:  # crsql_db_versions: the max version seen per site, won or lost
         if ch.db_version > max_seen.get(ch.site_id, -1):
             max_seen[ch.site_id] = ch.db_version
-    conn.executemany(
-        "INSERT INTO crsql_db_versions (site_id, db_version) VALUES (?, ?) "
-        "ON CONFLICT (site_id) DO UPDATE SET db_version = max(db_version, excluded.db_version)",
-        max_seen.items(),
-    )
+    record_versions(conn, max_seen)
     st.rows_impacted += impacted
     return impacted
 
 
 @attrs.frozen
 class MergeResult:
-    """What a merge did: rows impacted (§3.5) and the changes that impacted something, in the
+    """What a merge did: rows impacted (cr-sqlite's count: `merge_rules.apply_change`) and the
+    changes that impacted something, in the
     order given (what subscriptions need to look at)."""
 
     rows_impacted: int
@@ -305,7 +303,8 @@ class MergeResult:
 
 
 def merge(conn: sqlite3.Connection, changes: Iterable[Change | Sequence[Any]]) -> int:
-    """Apply remote change rows atomically; return the number of rows impacted (§3.5).
+    """Apply remote change rows atomically; return the number of rows impacted (as
+    ``crsql_rows_impacted()`` counts them: `merge_rules.apply_change`).
 
     Runs in its own transaction, or in a savepoint of the caller's. Any invalid change (unknown
     table or column, malformed pk or field) raises before anything is written.

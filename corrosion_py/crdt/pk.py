@@ -123,7 +123,7 @@ def type_code(v: SqlValue) -> int:
 
 
 def compare(a: SqlValue, b: SqlValue) -> int:
-    """cr-sqlite's value order (§3.3): by storage class INTEGER > FLOAT > TEXT > BLOB > NULL, then
+    """cr-sqlite's value order: by storage class INTEGER > FLOAT > TEXT > BLOB > NULL, then
     numerically, bytewise over UTF-8, or bytewise; returns <0, 0 or >0 for a < b, a == b, a > b."""
     ta, tb = type_code(a), type_code(b)
     if ta != tb:

@@ -5,7 +5,8 @@ referenced, so the engine keeps what cr-sqlite keeps per connection (the pending
 seq counter, the sync bit) in a small object that the registered SQL functions close over, and
 brackets every write itself (`tx.py`, `merge.py`). The committed local version is read from the
 database at the start of each engine transaction, never cached across transactions, so several
-connections (or processes) on one file stay correct (cr-sqlite known bug §8.10).
+connections (or processes) on one file stay correct (cr-sqlite caches it per connection, and a
+second connection on the same file then reuses versions).
 
 The triggers claim versions and seqs through ``crsql_internal_*`` functions of their own, apart
 from cr-sqlite's public ``crsql_next_db_version`` and ``crsql_increment_and_get_seq``. A SQL
@@ -19,14 +20,12 @@ an authorizer, which does know who calls: `corrosion_py.store.guard`.)
 from __future__ import annotations
 
 import itertools
-import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import attrs
 
-from corrosion_py.crdt import pk as pkmod
+from corrosion_py.crdt.pk import pack_columns
+from corrosion_py.crdt.site import random_site_id, setup_transaction
 from corrosion_py.crdt.tables import (
     TRIGGERS_VERSION,
     TableInfo,
@@ -53,14 +52,6 @@ ENGINE_DDL = [
     "CREATE TABLE IF NOT EXISTS crsql_db_versions "
     "(site_id BLOB NOT NULL PRIMARY KEY, db_version INTEGER NOT NULL) STRICT",
 ]
-
-
-def new_site_id() -> bytes:
-    """16 random bytes shaped as an RFC-4122 version 4 UUID, like cr-sqlite's site ids."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    return bytes(b)
 
 
 @attrs.define(eq=False)
@@ -209,24 +200,9 @@ def has_engine_tables(conn: sqlite3.Connection) -> bool:
     )
 
 
-@contextmanager
-def setup_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """The engine's own setup writes: a transaction of their own, or inside the caller's."""
-    own_tx = not conn.in_transaction
-    if own_tx:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if own_tx:
-            conn.execute("ROLLBACK")
-        raise
-    if own_tx:
-        conn.execute("COMMIT")
-
-
-def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
-    """Create the engine's tables if missing; return the persisted local site id."""
+def ensure_engine_tables(conn: sqlite3.Connection, new_site: bytes | None = None) -> bytes:
+    """Create the engine's tables if missing; return the persisted local site id. A database
+    without one gets ``new_site`` (a random one when None)."""
     row = None
     if has_engine_tables(conn):
         row = conn.execute("SELECT site_id FROM crsql_site_id WHERE ordinal = 0").fetchone()
@@ -236,7 +212,7 @@ def ensure_engine_tables(conn: sqlite3.Connection) -> bytes:
         for ddl in ENGINE_DDL:
             conn.execute(ddl)
         row = conn.execute("SELECT site_id FROM crsql_site_id WHERE ordinal = 0").fetchone()
-        site = bytes(row[0]) if row else new_site_id()
+        site = bytes(row[0]) if row else (new_site or random_site_id())
         if row is None:
             conn.execute("INSERT INTO crsql_site_id (site_id, ordinal) VALUES (?, 0)", (site,))
         conn.execute(
@@ -270,13 +246,14 @@ def upgrade_triggers(conn: sqlite3.Connection) -> None:
         )
 
 
-def conn_state(conn: sqlite3.Connection) -> ConnState:
-    """The engine state of this connection, creating tables and registering functions once."""
+def conn_state(conn: sqlite3.Connection, new_site: bytes | None = None) -> ConnState:
+    """The engine state of this connection, creating tables (a new database's site id is
+    ``new_site``, or random) and registering functions once."""
     st = _states.get(id(conn))
     if st is not None and (_recent.get(id(conn)) is conn or _owned(conn, st)):
         _remember(conn)
         return st
-    site = ensure_engine_tables(conn)
+    site = ensure_engine_tables(conn, new_site)
     st = ConnState(uid=next(_uids), site_id=site)
     conn.create_function("crsql_internal_state_id", 0, lambda: st.uid)
     conn.create_function("crsql_internal_sync_bit", 0, st.sync_bit_fn)
@@ -287,11 +264,17 @@ def conn_state(conn: sqlite3.Connection) -> ConnState:
     conn.create_function("crsql_next_db_version", 1, st.next_db_version)
     conn.create_function("crsql_increment_and_get_seq", 0, st.increment_and_get_seq)
     conn.create_function("crsql_get_seq", 0, lambda: st.seq)
-    conn.create_function("crsql_internal_pack", -1, pkmod.pack_columns, deterministic=True)
+    conn.create_function("crsql_internal_pack", -1, pack_columns, deterministic=True)
     upgrade_triggers(conn)
     _states[id(conn)] = st
     _remember(conn)
     return st
+
+
+def forget_state(conn: sqlite3.Connection) -> None:
+    """Drop this connection's engine state (its local site moved): the next use reads it anew."""
+    _states.pop(id(conn), None)
+    _recent.pop(id(conn), None)
 
 
 def _remember(conn: sqlite3.Connection) -> None:

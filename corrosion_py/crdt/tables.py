@@ -1,11 +1,11 @@
 """Which tables can be CRRs, and the SQL that makes them one.
 
 Everything that shapes the on-disk layout lives here: the names of the per-table clock and
-lookaside tables, the compatibility rules of cr-sqlite (reference/crsqlite.md §5.1), and the
-triggers that record local writes (§4). The triggers are plain SQL; they reach the engine only
-through cheap SQL functions registered on the connection (`state.py`):
-``crsql_internal_sync_bit()`` (NULL outside an engine transaction, 1 during a merge),
-``crsql_internal_next_db_version()``, ``crsql_internal_next_seq()`` and
+lookaside tables, the compatibility rules of cr-sqlite (``crsql_as_crr``'s checks), and the
+triggers that record local writes (cr-sqlite's local write rules). The triggers are plain SQL;
+they reach the engine only through cheap SQL functions registered on the connection
+(`state.py`): ``crsql_internal_sync_bit()`` (NULL outside an engine transaction, 1 during a
+merge), ``crsql_internal_next_db_version()``, ``crsql_internal_next_seq()`` and
 ``crsql_internal_reserve_seq(n)`` (which refuse calls outside a local engine transaction). A
 connection that has not registered them cannot write to a CRR at all: its statements fail with
 "no such function".
@@ -13,13 +13,13 @@ connection that has not registered them cannot write to a CRR at all: its statem
 
 from __future__ import annotations
 
-import re
 import sqlite3
 
 import attrs
 
 from corrosion_py.crdt.limits import CLOCK_LIMIT_MESSAGE, MAX_CLOCK
 from corrosion_py.errors import IncompatibleTableError, UnknownTableError
+from corrosion_py.sqltext import tokens
 
 SENTINEL = "-1"
 
@@ -113,11 +113,10 @@ def introspect(conn: sqlite3.Connection, table: str) -> TableInfo:
     return TableInfo(table, pks, others)
 
 
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`|\[[^\]]*\]")
-
-
 def check_compatible(conn: sqlite3.Connection, table: str) -> TableInfo:
-    """Apply cr-sqlite's rules (§5.1); raise IncompatibleTableError naming the table and rule."""
+    """Apply cr-sqlite's rules (no unique index besides the primary key, a NOT NULL primary key,
+    no AUTOINCREMENT, no foreign key, a DEFAULT for every other NOT NULL column); raise
+    IncompatibleTableError naming the table and rule."""
     info = introspect(conn, table)
 
     def refuse(rule: str) -> IncompatibleTableError:
@@ -138,7 +137,7 @@ def check_compatible(conn: sqlite3.Connection, table: str) -> TableInfo:
     sql_row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
-    if sql_row and re.search(r"\bautoincrement\b", _QUOTED.sub(" ", sql_row[0]), re.IGNORECASE):
+    if sql_row and any(t.norm == "AUTOINCREMENT" for t in tokens(sql_row[0]) if t.kind == "word"):
         raise refuse("AUTOINCREMENT is not allowed")
     if conn.execute(f"PRAGMA foreign_key_list({q(table)})").fetchall():
         raise refuse("foreign keys are not allowed")
@@ -205,7 +204,8 @@ def _sentinel_upsert(info: TableInfo, key: str, first: int, bump: str, where: st
 
 def triggers_ddl(info: TableInfo) -> list[str]:
     """Guard triggers (refuse writes outside an engine transaction) and the three recording
-    triggers of cr-sqlite's local write rules (§4.1-4.3, with the pk-change fix of §8.1).
+    triggers of cr-sqlite's local write rules (after INSERT, UPDATE and DELETE), with the fix
+    Corrosion's fork made to primary-key changes (the moved column clocks get a new version).
 
     Trigger bodies use upsert clauses only, never ``INSERT OR ...``: SQLite lets the conflict
     policy of the statement that fired a trigger (``INSERT OR REPLACE INTO t``) override an
@@ -230,8 +230,8 @@ def triggers_ddl(info: TableInfo) -> list[str]:
             f"INSERT INTO {info.lookaside} ({pk_cols}) VALUES ({pk_new}) ON CONFLICT DO NOTHING",
             # Inside a trigger changes() counts the previous statement of the same trigger, so
             # 0 here means the key was known: a re-insert. It consumes one seq, and moves the
-            # sentinel to the next odd cl if there is one (§4.1 step 3); a fresh insert skips
-            # both lookups.
+            # sentinel to the next odd cl if there is one (cr-sqlite's rule for a re-insert); a
+            # fresh insert skips both lookups.
             f"SELECT {_SEQ} WHERE changes() = 0 AND NOT EXISTS "
             f"(SELECT 1 FROM {c} WHERE key = {new_key} AND col_name = '-1')",
             f"UPDATE {c} SET col_version = {_NEXT_ODD}, db_version = {_NEXT}, seq = {_SEQ}, "
@@ -263,7 +263,8 @@ def triggers_ddl(info: TableInfo) -> list[str]:
         _sentinel_upsert(info, new_key, 1, _NEXT_ODD, pk_changed),
     ]
     for col in info.cols:
-        # pk change: move each column clock to the new key with a new version (cr-sqlite §8.1).
+        # pk change: move each column clock to the new key with a new version (upstream keeps
+        # the old one, so a peer pulling only newer versions would miss the moved values).
         update_body.append(
             f"INSERT INTO {c} (key, col_name, col_version, db_version, site_id, seq) "
             f"SELECT {new_key}, col_name, {_BUMP}, {_NEXT}, 0, {_SEQ} FROM {c} "

@@ -2,8 +2,9 @@
 
 A bracket opens ``BEGIN IMMEDIATE`` when the connection has no transaction, or a savepoint inside
 the caller's; the outermost engine bracket records the claimed version in ``crsql_db_versions``
-in the same SQLite transaction as the data (DESIGN.md invariant 4). A version above
-``MAX_CLOCK`` is never committed: the bracket fails with ``ClockLimitError`` and rolls back.
+in the same SQLite transaction as the data, so data, clocks and versions commit together or
+not at all. A version above ``MAX_CLOCK`` is never committed: the bracket fails with
+``ClockLimitError`` and rolls back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 import attrs
 
 from corrosion_py.crdt.limits import MAX_CLOCK
+from corrosion_py.crdt.site import record_versions
 from corrosion_py.crdt.state import ConnState, conn_state
 from corrosion_py.errors import ClockLimitError
 
@@ -51,12 +53,7 @@ def write_scope(conn: sqlite3.Connection, st: ConnState, *, sync: bool) -> Itera
                 raise ClockLimitError(
                     f"version {st.pending} is above the limit {MAX_CLOCK}: transaction rolled back"
                 )
-            conn.execute(
-                "INSERT INTO crsql_db_versions (site_id, db_version) VALUES (?, ?) "
-                "ON CONFLICT (site_id) DO UPDATE SET "
-                "db_version = max(db_version, excluded.db_version)",
-                (st.site_id, st.pending),
-            )
+            record_versions(conn, {st.site_id: st.pending})
     except BaseException:
         st.depth -= 1
         st.sync_bit = saved_sync

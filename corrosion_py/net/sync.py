@@ -1,4 +1,4 @@
-"""Anti-entropy sync over TCP (reference/corrosion.md §3.9): the server that answers sessions and
+"""Anti-entropy sync over TCP (Corrosion's sync sessions): the server that answers sessions and
 the client round that runs them with a few peers in parallel. The planning is sans-IO, in
 ``corrosion_py.replication.sync_plan``; this file only moves frames.
 

@@ -7,7 +7,7 @@ the host passes ``now`` (float seconds, any origin), a seeded ``random.Random`` 
 peers (live members other than this node, distinct addresses), and sends the returned ``Send``
 datagrams.
 
-Rules (Corrosion's default "gossip" broadcast, reference/corrosion.md §3.4 and §3.10), with
+Rules (Corrosion's default "gossip" broadcast method, with its default numbers), with
 n = len(peers) + 1 the cluster size:
 
 - **Budget.** A local item (written on this node) is sent in ``max_transmissions(n)`` =

@@ -1,4 +1,5 @@
-"""Cutting a version's changes into pieces that each fit a byte budget (reference §3.2 step 5).
+"""Cutting a version's changes into pieces that each fit a byte budget (as Corrosion chunks a
+version's changes before broadcasting them).
 
 Each piece carries the contiguous seq range it covers: the first starts at 0, the last ends at
 the version's last_seq, and together they cover 0..=last_seq even where some seqs have no

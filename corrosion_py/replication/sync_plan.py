@@ -1,4 +1,4 @@
-"""Anti-entropy planning without the network (reference/corrosion.md §3.9): which peers to sync
+"""Anti-entropy planning without the network (Corrosion's sync rules): which peers to sync
 with, what to ask each of them for, and how long to wait between rounds.
 
 Rules (everything that decides who is asked for what lives in this file):

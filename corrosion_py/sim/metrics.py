@@ -5,7 +5,7 @@ million MemberUp), so nothing is kept per event; the simulator calls ``event`` w
 the metric needs at that instant (is the member up, can the observer reach it, is it slow) and
 only counters and the few latencies of interest are stored.
 
-Definitions (reference/swim.md §5):
+Definitions:
 
 - **detection**: for each crash, the time from the crash to each live observer's first
   MemberDown about the crashed member; observers that never report it are **missed**;

@@ -33,7 +33,7 @@ SWIM, broadcast, sync; one for the network, one for the host). Stores get the vi
 on the wire are a function of the seed too: ``trace_hash`` (sha256 over every datagram with
 its time, sender and receiver, and every event) is equal for equal seeds.
 
-Why real files and not the in-memory stores issue 5 mentions: the store's readers are separate
+Why real files and not in-memory stores: the store's readers are separate
 connections on the same file (WAL), restarts must reopen what a crash left behind, and a file
 per node in a temporary directory is what the agent runs on. The cost is SQLite's, which is the
 point: a run measures the replication code as it is, not a stand-in.

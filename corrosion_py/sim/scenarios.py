@@ -30,7 +30,7 @@ from corrosion_py.sim.network import Link
 from corrosion_py.swim import LAN, SwimConfig
 
 SLOW_DELAY = (0.5, 2.5)
-"""Inbound delay of a CPU-starved node (reference/swim.md §6.2 S4)."""
+"""Inbound delay of a CPU-starved node, in seconds (the Lifeguard paper's slow-member setting)."""
 
 
 @attrs.frozen

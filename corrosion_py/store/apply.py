@@ -1,4 +1,4 @@
-"""Applying remote changesets in one SQLite transaction (reference §3.6).
+"""Applying remote changesets in one SQLite transaction (Corrosion's batched apply of changes).
 
 Rules, in the order they are applied to each item of a batch:
 - claims are bounded first (docs/limits.md), each refusal counted in ``ApplyResult.rejected`` by

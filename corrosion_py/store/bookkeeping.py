@@ -1,13 +1,20 @@
-"""Persisting the bookkeeping (``replication/booked.py``): per actor the max version (the
-engine's ``crsql_db_versions``), gaps and partially received versions, written in the same
-SQLite transaction as the data they describe, only what a batch changed, so the cost follows the
-batch and not the size of the bookkeeping.
+"""The bookkeeping (``replication/booked.py``) of a node's database: persisted and published.
+
+Persisted: per actor the max version (the engine's ``crsql_db_versions``), gaps and partially
+received versions, written in the same SQLite transaction as the data they describe, only what
+a batch changed, so the cost follows the batch and not the size of the bookkeeping.
+
+Published: what every other thread reads (`Published`), replaced only once the transaction
+that wrote it committed.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
 
+from corrosion_py import crdt
 from corrosion_py.replication.booked import BookedVersions
 
 SCHEMA = [
@@ -29,11 +36,11 @@ _BUFFERED_SIZE_SQL = (
 
 
 def load(conn: sqlite3.Connection) -> dict[bytes, BookedVersions]:
-    """The bookie as persisted: max per actor from crsql_db_versions, gaps, partial seqs and
-    the size of each partial version's buffered pieces."""
-    bookie: dict[bytes, BookedVersions] = {}
-    for actor, version in conn.execute("SELECT site_id, db_version FROM crsql_db_versions"):
-        bookie[bytes(actor)] = BookedVersions(max=version)
+    """The bookie as persisted: max per actor from the engine's versions, gaps, partial seqs
+    and the size of each partial version's buffered pieces."""
+    bookie: dict[bytes, BookedVersions] = {
+        actor: BookedVersions(max=version) for actor, version in crdt.site_versions(conn).items()
+    }
     for actor, start, end in conn.execute(
         'SELECT actor_id, start, "end" FROM __corro_bookkeeping_gaps'
     ):
@@ -59,11 +66,7 @@ def persist(
     """Write what changed of one actor's bookkeeping since ``base`` (the published state the
     batch started from; None for an actor new to it), inside the caller's transaction."""
     if base is None or booked.max != base.max:
-        conn.execute(
-            "INSERT INTO crsql_db_versions (site_id, db_version) VALUES (?, ?) ON CONFLICT "
-            "(site_id) DO UPDATE SET db_version = max(db_version, excluded.db_version)",
-            (actor, booked.max),
-        )
+        crdt.record_versions(conn, {actor: booked.max})
     old_gaps = set(base.gaps) if base is not None else set()
     new_gaps = set(booked.gaps)
     conn.executemany(
@@ -90,3 +93,31 @@ def persist(
 
 def _seq_rows(booked: BookedVersions) -> set[tuple[int, int, int, int, int]]:
     return {(v, s, e, p.last_seq, p.ts) for v, p in booked.partials.items() for s, e in p.seqs}
+
+
+class Published:
+    """The bookkeeping every thread reads. Copy-on-write: an actor's entry is never changed once
+    published, only replaced under the lock, so a snapshot is a shallow copy."""
+
+    def __init__(self, bookie: dict[bytes, BookedVersions]) -> None:
+        self._bookie = bookie
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> dict[bytes, BookedVersions]:
+        """Every actor's published entry, safe to read from any thread."""
+        with self._lock:
+            return dict(self._bookie)
+
+    def publish(self, work: Mapping[bytes, BookedVersions]) -> None:
+        """Replace the entries a committed batch changed (entries of its own, never shared)."""
+        with self._lock:
+            self._bookie.update(work)
+
+    def record(self, actor: bytes, versions: Iterable[int]) -> None:
+        """Add committed versions of ``actor`` (the node's own local transactions)."""
+        with self._lock:
+            old = self._bookie.get(actor)
+            booked = old.copy() if old is not None else BookedVersions()
+            for version in versions:
+                booked.record(version, version)
+            self._bookie[actor] = booked

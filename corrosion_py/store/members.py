@@ -1,5 +1,5 @@
 """Persisted membership: the last known state of every member, so a restarted node rejoins
-through the members it knew (reference §3.7, `__corro_members`).
+through the members it knew (in `__corro_members`, as Corrosion keeps them).
 
 The store does not interpret states; membership owns their meaning.
 """

@@ -1,55 +1,59 @@
 """The node store: the one SQLite file of a node and the only path data takes in or out of it.
 
-One writer connection, used by one thread at a time under `_write_lock` (held only around a
-SQLite transaction, never across a network await); a small pool of read-only connections, one per
-worker thread. Every blocking call has an async twin that runs it on a worker thread through a
-trio CapacityLimiter, so trio code never blocks its event loop.
+`Store` is the facade; each seam is a module of its own: `connections` (opening, the readers
+of each worker thread), `writer` (the one writing connection and the fault bracket every write
+runs in), `local` (local transactions: statement policy, group commit, deadlines), `remote`
+(remote changesets in transactions of adaptive size), `bookkeeping` (persisted and published),
+`members`, `serve` (answering a peer's needs) and `migrations` (the schema).
+
+Every blocking call has an async twin that runs it on a worker thread through a trio
+CapacityLimiter (one for the writer, one for readers), so trio code never blocks its event
+loop, and the writer's lock is held only around a SQLite transaction, never across a network
+await.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
-import re
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import attrs
 import trio
 
 from corrosion_py import crdt
 from corrosion_py.aliases import Params, Statement
 from corrosion_py.crdt import Change
-from corrosion_py.crdt.state import ENGINE_DDL, conn_state, has_engine_tables
-from corrosion_py.errors import (
-    ClockLimitError,
-    QueryError,
-    StatementError,
-    StorageFault,
-    UnusableDatabase,
-)
+from corrosion_py.errors import QueryError, UnusableDatabase
 from corrosion_py.replication.booked import BookedVersions
 from corrosion_py.replication.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
-from corrosion_py.replication.hlc import HLC, ClockDriftError
+from corrosion_py.replication.hlc import HLC
 from corrosion_py.replication.needs import Need, Served, compute_needs, sync_state
-from corrosion_py.store import bookkeeping, members
-from corrosion_py.store.apply import SCHEMA as APPLY_SCHEMA
-from corrosion_py.store.apply import Applier, ApplyResult, take_quarantined
-from corrosion_py.store.faults import FaultState, classify
-from corrosion_py.store.guard import Guard, bad_text_in_version, decode_problem, text_problem
+from corrosion_py.store import apply, bookkeeping, members
+from corrosion_py.store.apply import ApplyResult
+from corrosion_py.store.connections import Readers, connect, open_reader
+from corrosion_py.store.faults import FaultState
+from corrosion_py.store.guard import decode_problem, text_problem
 from corrosion_py.store.integrity import check_file, quick_check, refusal
+from corrosion_py.store.local import LocalTransactions, TxResult
 from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.migrations import SchemaResult, apply_schema, apply_schema_statements
+from corrosion_py.store.remote import ApplyInterrupted, RemoteChanges
 from corrosion_py.store.serve import Server
-from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD
-from corrosion_py.wire.codec import encoded_change_size as size_of_change
+from corrosion_py.store.writer import Writer
+from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD, encoded_change_size
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, Item, SyncState
+
+__all__ = [
+    "STORE_SCHEMA",
+    "ApplyInterrupted",
+    "Store",
+    "TxResult",
+    "connect",
+]
 
 T = TypeVar("T")
 
@@ -59,145 +63,17 @@ STORE_SCHEMA = [
     "address TEXT NOT NULL, state TEXT NOT NULL, incarnation INTEGER NOT NULL DEFAULT 0, "
     "updated_at INTEGER NOT NULL)",
     *bookkeeping.SCHEMA,
-    *APPLY_SCHEMA,
+    *apply.SCHEMA,
 ]
 
 
-MAX_GROUP = 256  # local transactions per group commit
-
-
-@attrs.frozen
-class TxResult:
-    """A committed local transaction: rows affected per statement, its version (None when it
-    changed nothing replicated), its changeset (None likewise), its duration and the duration of
-    each statement (seconds)."""
-
-    rows_affected: list[int]
-    version: int | None
-    changeset: Changeset | None
-    elapsed: float
-    times: list[float] = attrs.Factory(list)
-
-
-def _shortest(*timeouts: float | None) -> float | None:
-    bounds = [t for t in timeouts if t]
-    return min(bounds) if bounds else None
-
-
-@attrs.define
-class _TxRequest:
-    statements: Sequence[Statement]
-    timeout: float | None
-    result: TxResult | None = None
-    error: BaseException | None = None
-    done: bool = False
-    deadline: float | None = None  # time.monotonic() after which the transaction is interrupted
-
-    def __attrs_post_init__(self) -> None:
-        if self.timeout is not None:
-            self.deadline = time.monotonic() + self.timeout
-
-
-# A local transaction only reads and writes rows. Transaction control would end the group
-# commit's SQLite transaction under the engine (half a version committed, bookkeeping skipped),
-# ATTACH would stay on the writer, and schema changes go through the schema rules
-# (`apply_schema`). The statement kind is its first keyword (SQLite's grammar), so this check
-# needs no parse; whatever passes is one of these seven kinds.
-_ALLOWED_KINDS = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE", "SELECT", "VALUES", "WITH"})
-_FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?(?:\*/|\Z))*(\w+)?", re.DOTALL)
-
-
-def _rows_affected(conn: sqlite3.Connection, sql: str, params: Params) -> int:
-    """Rows the statement changed (triggers excluded). Python's ``rowcount`` only counts
-    statements that begin with INSERT, UPDATE, DELETE or REPLACE, so a ``WITH ... INSERT`` asks
-    SQLite's ``changes()``, when the statement changed anything at all."""
-    before = conn.total_changes
-    rowcount = conn.execute(sql, params).rowcount
-    if rowcount >= 0:
-        return rowcount
-    if conn.total_changes == before:
-        return 0
-    return int(conn.execute("SELECT changes()").fetchone()[0])
-
-
-def _refused_kind(sql: str) -> str | None:
-    """Why a statement may not run in a local transaction (None when it may)."""
-    match = _FIRST_WORD.match(sql)
-    word = (match.group(1) or "") if match else ""
-    if not word or word.upper() in _ALLOWED_KINDS:
-        return None
-    return (
-        f"{word.upper()} statements are not allowed in a transaction (only INSERT, REPLACE, "
-        "UPDATE, DELETE, SELECT, VALUES and WITH; schema changes go through the schema files "
-        "or migrations)"
-    )
-
-
-def _split(stmt: Statement) -> tuple[str, Params]:
-    if isinstance(stmt, str):
-        return stmt, ()
-    sql, params = stmt
-    return sql, params
-
-
-def _timed_out(timeout: float | None) -> str:
-    return f"interrupted: the transaction timed out after {timeout:g} s and was rolled back"
-
-
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
-    else:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
-
-
-def _seed_site_id(conn: sqlite3.Connection, site_id: bytes) -> None:
-    """Store ``site_id`` as the local site id of a database the engine has not set up yet:
-    ``crdt.init`` then finds it and creates the rest around it (a set-up database keeps its
-    own id)."""
-    if has_engine_tables(conn):
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for ddl in ENGINE_DDL:
-            if "crsql_site_id (" in ddl:  # the site id table and its index
-                conn.execute(ddl)
-        conn.execute(
-            "INSERT OR IGNORE INTO crsql_site_id (site_id, ordinal) VALUES (?, 0)", (site_id,)
-        )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-class ApplyInterrupted(StorageFault):
-    """A storage fault stopped `Store.apply` part-way: the items before ``rest`` committed (their
-    result is ``done``), ``rest`` was not applied (retry it later, or leave it to sync)."""
-
-    def __init__(self, fault: StorageFault, done: ApplyResult, rest: list[Item]) -> None:
-        super().__init__(fault.kind, fault.path, fault.detail)
-        self.done = done
-        self.rest = rest
-
-
 class Store:
-    """A node's database. Open with `Store.open`; close with `close` (or use as a context).
-
-    Every write transaction runs in `_writing`: a storage fault (disk full, I/O error, corrupt
-    file; `store.faults`) rolls it back and raises `StorageFault` instead of SQLite's error,
-    the node's fault state records it for health, and a corrupt file refuses later writes."""
+    """A node's database. Open with `Store.open`; close with `close` (or use as a context)."""
 
     def __init__(
         self,
         path: Path,
-        writer: sqlite3.Connection,
+        conn: sqlite3.Connection,
         *,
         readers: int,
         max_drift_ns: int,
@@ -206,38 +82,29 @@ class Store:
         tx_timeout: float | None = None,
     ) -> None:
         self.path = path
-        self.tx_timeout = tx_timeout or None
-        """Seconds after which every local transaction is interrupted and rolled back, waiting
-        for the writer included (None: no bound; a transaction's own ``timeout`` may shorten
-        it)."""
-        self.faults = FaultState(path)
         self.clock = clock
         """Physical time in ns since the epoch, for HLC timestamps (a simulator passes its
         virtual clock, so runs are reproducible)."""
-        self._writer = writer
-        self._guard = Guard()
-        writer.set_authorizer(self._guard)
-        self._write_lock = threading.Lock()
-        self.actor_id = crdt.site_id(writer)
+        self._writer = Writer(path, conn, clock)
+        self.actor_id = crdt.site_id(conn)
         self.hlc = HLC(max_drift_ns)
         self.chunk_budget = chunk_budget
-        self.bookie: dict[bytes, BookedVersions] = bookkeeping.load(writer)
-        """Published bookkeeping per actor. Copy-on-write: an entry is never changed once
-        published, only replaced under ``_bookie_lock``; readers take ``bookie_snapshot()``."""
-        self._bookie_lock = threading.Lock()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self._published = bookkeeping.Published(bookkeeping.load(conn))
+        self._readers = Readers(path)
         self.write_limiter = trio.CapacityLimiter(1)
-        self._tx_queue: list[_TxRequest] = []  # bounded by the number of waiting callers
-        self._flush_lock = trio.Lock()
         self.read_limiter = trio.CapacityLimiter(readers)
-        self.quarantined_total = 0
-        self.quarantine_dropped = 0
-        self.rejected: Counter[str] = Counter()
-        """Claims of remote changesets refused or cut by the apply rules, by reason."""
-        self.clock_drift_rejections = 0
-        self.batch_cost = 2_000  # column changes per apply transaction, adapted per batch
+        self._local = LocalTransactions(
+            self._writer,
+            self._published,
+            actor_id=self.actor_id,
+            hlc=self.hlc,
+            clock=clock,
+            tx_timeout=tx_timeout,
+            limiter=self.write_limiter,
+        )
+        self._remote = RemoteChanges(
+            self._writer, self._published, actor_id=self.actor_id, hlc=self.hlc, clock=clock
+        )
 
     @classmethod
     def open(
@@ -270,28 +137,26 @@ class Store:
         path = Path(path)
         check_file(path)
         try:
-            writer = connect(path)
+            conn = connect(path)
         except sqlite3.Error as exc:
             raise UnusableDatabase(path, refusal(exc)) from exc
         try:
             if integrity_check_timeout is not None:
-                quick_check(writer, path, integrity_check_timeout)
-            if site_id is not None:
-                _seed_site_id(writer, site_id)
-            crdt.init(writer)
-            writer.execute("BEGIN IMMEDIATE")
+                quick_check(conn, path, integrity_check_timeout)
+            crdt.init(conn, site_id=site_id)
+            conn.execute("BEGIN IMMEDIATE")
             for ddl in STORE_SCHEMA:
-                writer.execute(ddl)
-            writer.execute("COMMIT")
+                conn.execute(ddl)
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            writer.close()
+            conn.close()
             raise UnusableDatabase(path, refusal(exc)) from exc
         except BaseException:
-            writer.close()
+            conn.close()
             raise
         store = cls(
             path,
-            writer,
+            conn,
             readers=readers,
             max_drift_ns=max_drift_ns,
             chunk_budget=chunk_budget,
@@ -307,14 +172,8 @@ class Store:
         return store
 
     def close(self) -> None:
-        # readers first: the last connection to close removes the WAL, and a read-only one
-        # cannot (the -wal and -shm files would stay behind after a clean stop)
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-        with self._write_lock:
-            self._writer.close()
+        self._readers.close()  # first: the writer, closing last, removes the WAL
+        self._writer.close()
 
     def __enter__(self) -> Store:
         return self
@@ -322,48 +181,21 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _writing(self, *, clears: bool = True) -> Iterator[sqlite3.Connection]:
-        """The writer connection, under the write lock, for one write transaction. Refused at
-        once while the file is corrupt. On any error the transaction is rolled back (SQLite may
-        have done it already); a storage fault is recorded and raised as `StorageFault`. A block
-        that ends normally ends a transient fault (it committed), unless ``clears`` is False: a
-        small routine write can fit in a nearly full disk (or in the log's old space) where
-        the changes that failed still cannot."""
-        with self._write_lock:
-            self.faults.check_writable()
-            conn = self._writer
-            try:
-                yield conn
-            except BaseException as exc:
-                try:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    if classify(exc) is None:
-                        raise
-                finally:
-                    crdt.refresh(conn)  # the engine may have cached rows that were rolled back
-                fault = self.faults.failed(exc, self.clock() / 1e9)
-                if fault is not None:
-                    raise fault from exc
-                raise
-            if clears:
-                self.faults.succeeded(self.clock() / 1e9)
+    @property
+    def faults(self) -> FaultState:
+        """The node's storage faults (`store.faults`), for health."""
+        return self._writer.faults
+
+    @property
+    def tx_timeout(self) -> float | None:
+        """Seconds after which every local transaction is interrupted and rolled back (None: no
+        bound; a transaction's own ``timeout`` may shorten it)."""
+        return self._local.tx_timeout
 
     # -- reading ------------------------------------------------------------------------------
     def reader(self) -> sqlite3.Connection:
         """This thread's read-only connection."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, readonly=True)
-            crdt.register(conn, create=False)
-            self._local.guard = Guard()
-            conn.set_authorizer(self._local.guard)
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+        return self._readers.get()[0]
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return fn(self.reader())
@@ -377,8 +209,7 @@ class Store:
         problem = text_problem(sql, params)
         if problem is not None:
             raise QueryError(problem)
-        conn = self.reader()
-        guard: Guard = self._local.guard
+        conn, guard = self._readers.get()
         try:
             with guard.checking():
                 return conn.execute(guard.mark(sql), params).fetchall()
@@ -392,7 +223,7 @@ class Store:
 
     # -- schema -------------------------------------------------------------------------------
     def apply_schema_sync(self, paths: Sequence[str | Path]) -> SchemaResult:
-        with self._writing() as conn:
+        with self._writer.writing() as conn:
             result = apply_schema(conn, paths)
         if result.changed:
             self.retry_quarantined_sync()
@@ -407,8 +238,8 @@ class Store:
         self, statements: Sequence[str], source: str = "<api>"
     ) -> SchemaResult:
         """Apply schema statements given as text on top of the schema recorded in the database
-        (`schema.apply_schema_statements`: same rules, one transaction)."""
-        with self._writing() as conn:
+        (`migrations.apply_schema_statements`: same rules, one transaction)."""
+        with self._writer.writing() as conn:
             result = apply_schema_statements(conn, statements, source)
         if result.changed:
             self.retry_quarantined_sync()
@@ -425,17 +256,12 @@ class Store:
     def transaction_sync(
         self, statements: Sequence[Statement], *, timeout: float | None = None
     ) -> TxResult:
-        """Run statements atomically as one version of this actor.
+        """Run statements atomically as one version of this actor (`store.local`).
 
         The transaction is interrupted and rolled back (`StatementError`) once ``timeout`` (or
         the store's ``tx_timeout``, whichever is shorter) has passed since its submission,
         waiting for the writer included; None or 0 sets no bound of its own."""
-        request = self._request(statements, timeout)
-        self._run_group([request])
-        if request.error is not None:
-            raise request.error
-        assert request.result is not None
-        return request.result
+        return self._local.run_sync(statements, timeout)
 
     async def transaction(
         self,
@@ -447,134 +273,7 @@ class Store:
         another group is being written go together in the next SQLite transaction (each still
         its own version, in a savepoint of its own), so concurrent writers share one commit.
         An interrupted transaction (``timeout``) does not touch the others of its group."""
-        request = self._request(statements, timeout)
-        self._tx_queue.append(request)
-        async with self._flush_lock:  # FIFO: one group at a time
-            if not request.done:
-                group = self._tx_queue[:MAX_GROUP]
-                del self._tx_queue[:MAX_GROUP]
-                try:
-                    await trio.to_thread.run_sync(
-                        self._run_group, group, limiter=self.write_limiter
-                    )
-                finally:
-                    # cancelled before the thread ran: give the group back to the next flusher
-                    self._tx_queue[:0] = [r for r in group if not r.done]
-        if request.error is not None:
-            raise request.error
-        assert request.result is not None
-        return request.result
-
-    def _request(self, statements: Sequence[Statement], timeout: float | None) -> _TxRequest:
-        return _TxRequest(statements, _shortest(timeout, self.tx_timeout))
-
-    def _run_group(self, group: Sequence[_TxRequest]) -> None:
-        """One SQLite transaction for a group of local transactions (on a worker thread)."""
-        try:
-            with self._writing() as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                for request in group:
-                    try:
-                        request.result = self._run_one(request)
-                    except StatementError as exc:
-                        if classify(exc) is not None:
-                            raise  # the file failed, not the statement: the whole group fails
-                        request.error = exc
-                    except ClockLimitError as exc:  # its version would pass MAX_CLOCK
-                        sql, _ = _split(request.statements[-1])
-                        request.error = StatementError(len(request.statements) - 1, sql, str(exc))
-                conn.execute("COMMIT")
-                with self._bookie_lock:
-                    old = self.bookie.get(self.actor_id)
-                    booked = old.copy() if old is not None else BookedVersions()
-                    for request in group:
-                        request.done = True
-                        if request.result is not None and request.result.version is not None:
-                            booked.record(request.result.version, request.result.version)
-                    self.bookie[self.actor_id] = booked
-        except BaseException as exc:
-            for request in group:
-                request.result, request.error = None, exc
-                request.done = True
-            raise
-
-    def _run_one(self, request: _TxRequest) -> TxResult:
-        """One local transaction inside the group's SQLite transaction (a savepoint). User
-        statements run under the guard (`store.guard`); the changeset is read before the
-        savepoint is released, so a value that cannot be replicated fails this transaction
-        alone."""
-        started = time.perf_counter()
-        conn = self._writer
-        guard = self._guard
-        ts = self.hlc.now(self.clock())
-        affected: list[int] = []
-        times: list[float] = []
-        seqs: list[int] = []  # the engine's seq counter after each statement
-        engine = conn_state(conn)
-        with crdt.transaction(conn) as tx:
-            with self._deadline(request):
-                for index, stmt in enumerate(request.statements):
-                    sql, params = _split(stmt)
-                    refused = _refused_kind(sql) or text_problem(sql, params)
-                    if refused is not None:
-                        raise StatementError(index, sql, refused)
-                    if request.deadline is not None and time.monotonic() >= request.deadline:
-                        raise StatementError(index, sql, _timed_out(request.timeout))
-                    begun = time.perf_counter()
-                    try:
-                        with guard.checking():
-                            affected.append(_rows_affected(conn, guard.mark(sql), params))
-                    except (sqlite3.Error, ValueError, OverflowError) as exc:
-                        message = guard.reason or decode_problem(exc) or str(exc)
-                        if request.deadline is not None and time.monotonic() >= request.deadline:
-                            message = _timed_out(request.timeout)
-                        raise StatementError(index, sql, message) from exc
-                    times.append(time.perf_counter() - begun)
-                    seqs.append(engine.seq)
-            changes = self._own_changes(conn, engine.pending, request, seqs)
-        changeset = None
-        if tx.version is not None:
-            last_seq = max((c.seq for c in changes), default=0)
-            changeset = Changeset(
-                self.actor_id, tx.version, tuple(changes), (0, last_seq), last_seq, ts
-            )
-        return TxResult(affected, tx.version, changeset, time.perf_counter() - started, times)
-
-    def _own_changes(
-        self, conn: sqlite3.Connection, version: int | None, request: _TxRequest, seqs: list[int]
-    ) -> list[Change]:
-        """The change rows of the version a local transaction claimed (none: no version).
-        TEXT that is not UTF-8 (``CAST(x'ff' AS TEXT)``) cannot be replicated: the statement
-        that wrote it fails, naming the column."""
-        if version is None:
-            return []
-        try:
-            return crdt.changes(
-                conn, site_id=self.actor_id, min_version=version, max_version=version
-            )
-        except sqlite3.OperationalError as exc:
-            if decode_problem(exc) is None:
-                raise
-            column, seq = bad_text_in_version(conn, version) or ("?", seqs[-1])
-            # statement i took the seqs from seqs[i - 1] up to (not including) seqs[i]
-            index = min(bisect.bisect_right(seqs, seq), len(seqs) - 1)
-            sql, _ = _split(request.statements[index])
-            message = f"column {column}: the value is not valid UTF-8 text; cast it to BLOB"
-            raise StatementError(index, sql, message) from exc
-
-    @contextmanager
-    def _deadline(self, request: _TxRequest) -> Iterator[None]:
-        """While the request's statements run, SQLite interrupts them once its deadline passed
-        (a progress handler: the statement fails with "interrupted", its savepoint rolls back)."""
-        deadline = request.deadline
-        if deadline is None:
-            yield
-            return
-        self._writer.set_progress_handler(lambda: time.monotonic() >= deadline, 1000)
-        try:
-            yield
-        finally:
-            self._writer.set_progress_handler(None, 0)
+        return await self._local.run(statements, timeout)
 
     def pieces(self, changeset: Changeset, budget: int | None = None) -> Iterator[Changeset]:
         """A changeset cut into pieces that each fit ``budget`` bytes encoded."""
@@ -585,70 +284,23 @@ class Store:
             changeset.last_seq,
             changeset.ts,
             budget=budget or self.chunk_budget,
-            size_of=size_of_change,
+            size_of=encoded_change_size,
             overhead=MAX_CHANGESET_OVERHEAD,
         )
 
     # -- remote changes -----------------------------------------------------------------------
     def apply_sync(self, items: Sequence[Item]) -> ApplyResult:
-        """Apply remote changesets, in transactions of about `batch_cost` column changes each;
-        the size adapts to keep one transaction around 100 ms."""
-        result = ApplyResult()
-        now = self.clock()
-        for item in items:
-            if item.ts:
-                try:
-                    self.hlc.update(item.ts, now)
-                except ClockDriftError:  # a peer's bad clock is counted, never stops an apply
-                    self.clock_drift_rejections += 1
-        batch: list[Item] = []
-        cost = done = 0
-        for item in items:
-            batch.append(item)
-            cost += len(item.changes) if isinstance(item, Changeset) else 1
-            if cost >= self.batch_cost:
-                self._apply_part(batch, result, items[done:])
-                done, batch, cost = done + len(batch), [], 0
-        if batch:
-            self._apply_part(batch, result, items[done:])
-        return result
-
-    def _apply_part(self, batch: list[Item], result: ApplyResult, rest: Sequence[Item]) -> None:
-        try:
-            result.extend(self._apply_batch(batch))
-        except StorageFault as fault:
-            raise ApplyInterrupted(fault, result, list(rest)) from fault
+        """Apply remote changesets, in transactions of an adaptive number of column changes
+        (`store.remote`; raises `ApplyInterrupted` on a storage fault)."""
+        return self._remote.apply(items)
 
     async def apply(self, items: Sequence[Item]) -> ApplyResult:
         """`apply_sync` on a worker thread (raises `ApplyInterrupted` on a storage fault)."""
         return await trio.to_thread.run_sync(self.apply_sync, items, limiter=self.write_limiter)
 
-    def _apply_batch(self, batch: Sequence[Item]) -> ApplyResult:
-        started = time.perf_counter()
-        with self._writing() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            applier = Applier(conn, self.actor_id, self.bookie_snapshot())
-            result = applier.apply(batch)
-            conn.execute("COMMIT")
-            with self._bookie_lock:  # published only once committed
-                self.bookie.update(applier.work)
-        self.quarantined_total += len(result.quarantined)
-        self.quarantine_dropped += result.quarantine_dropped
-        self.rejected.update(result.rejected)
-        elapsed = time.perf_counter() - started
-        if elapsed > 0.2:
-            self.batch_cost = max(100, self.batch_cost // 2)
-        elif elapsed < 0.05:
-            self.batch_cost = min(16_000, self.batch_cost + 500)
-        return result
-
     def retry_quarantined_sync(self) -> ApplyResult:
         """Re-apply every quarantined changeset (after a schema change)."""
-        with self._writing() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            items = take_quarantined(conn)
-            conn.execute("COMMIT")
-        return self.apply_sync(items)
+        return self._remote.retry_quarantined()
 
     def quarantine(self) -> list[tuple[bytes, int, str]]:
         return [
@@ -659,9 +311,26 @@ class Store:
             )
         ]
 
+    @property
+    def rejected(self) -> Counter[str]:
+        """Claims of remote changesets refused or cut by the apply rules, by reason."""
+        return self._remote.rejected
+
+    @property
+    def quarantined_total(self) -> int:
+        return self._remote.quarantined_total
+
+    @property
+    def quarantine_dropped(self) -> int:
+        return self._remote.quarantine_dropped
+
+    @property
+    def clock_drift_rejections(self) -> int:
+        return self._remote.clock_drift_rejections
+
     # -- membership ---------------------------------------------------------------------------
     def save_members_sync(self, records: Sequence[MemberRecord]) -> None:
-        with self._writing(clears=False) as conn:
+        with self._writer.writing(clears=False) as conn:
             conn.execute("BEGIN IMMEDIATE")
             members.save(conn, records)
             conn.execute("COMMIT")
@@ -679,8 +348,7 @@ class Store:
     def bookie_snapshot(self) -> dict[bytes, BookedVersions]:
         """The published bookkeeping, safe to read from any thread (entries are immutable once
         published)."""
-        with self._bookie_lock:
-            return dict(self.bookie)
+        return self._published.snapshot()
 
     def needs_from(self, theirs: SyncState) -> dict[bytes, list[Need]]:
         return compute_needs(self.sync_state(), theirs)
@@ -699,7 +367,7 @@ class Store:
             conn or self.reader(),
             self.bookie_snapshot(),
             budget=SYNC_BUDGET,
-            size_of=size_of_change,
+            size_of=encoded_change_size,
             overhead=MAX_CHANGESET_OVERHEAD,
             served=served,
         )
@@ -712,8 +380,7 @@ class Store:
     ) -> AsyncIterator[list[Changeset | EmptyChangeset]]:
         """`serve_sync` for trio code: batches read on a worker thread, on a connection of its
         own, so the event loop never blocks and nothing is held while the caller sends."""
-        conn = connect(self.path, readonly=True)
-        crdt.register(conn, create=False)
+        conn = open_reader(self.path)
         try:
             items = self.serve_sync(needs, conn, served)
 

@@ -8,7 +8,7 @@ Rules:
   store) then refreshes each subscription reading a changed table (`Matcher.refresh`: by
   primary key when the plan is incremental, else in full) after a short linger, so a burst
   becomes one batch. The pending keys are bounded (``max_pending_keys``); past it a table is
-  marked for a full refresh instead, so memory stays flat under a flood.
+  marked for a full refresh instead, so memory stays flat under a flood (`subs.pending`).
 - **Sharing.** Identical SQL (parameters inlined) is one subscription with one id; it lives
   while it has listeners and ``idle_ttl`` seconds after the last one left.
 - **Listeners.** Each has a bounded buffer (``listener_buffer`` changes); one that falls
@@ -43,10 +43,11 @@ import trio
 from corrosion_py.aliases import Params
 from corrosion_py.api_types import Change, Columns, EndOfQuery, ErrorCode, Event, Notify, Row
 from corrosion_py.crdt import Change as ColumnChange
-from corrosion_py.crdt import register, unpack_pk
+from corrosion_py.crdt import unpack_pk
 from corrosion_py.crdt.tables import crr_names
+from corrosion_py.store.connections import open_reader
 from corrosion_py.store.guard import decode_problem
-from corrosion_py.store.store import Store, connect
+from corrosion_py.store.store import Store
 from corrosion_py.subs.errors import (
     ChangesTooOld,
     NoSuchSubscription,
@@ -55,6 +56,7 @@ from corrosion_py.subs.errors import (
     SubscriptionError,
 )
 from corrosion_py.subs.matcher import Key, Matcher, RowChange
+from corrosion_py.subs.pending import PendingChanges
 from corrosion_py.subs.plan import Plan, plan
 from corrosion_py.subs.storage import Storage
 
@@ -242,11 +244,7 @@ class SubscriptionManager:
         self.config = config or SubsConfig()
         self._subs: dict[str, Subscription] = {}
         self._by_identity: dict[str, Subscription] = {}
-        self._watched: Counter[str] = Counter()
-        """Tables read by some subscription (being created or live), with their count."""
-        self._pending: dict[str, set[Key]] = {}
-        self._pending_keys = 0
-        self._overflow: set[str] = set()
+        self._pending = PendingChanges(self.config.max_pending_keys)
         self._wake = trio.Event()
         self._lock = trio.Lock()  # one evaluation or processing batch at a time
         self._limiter = trio.CapacityLimiter(1)  # the worker thread owning the connections
@@ -275,8 +273,7 @@ class SubscriptionManager:
                 await self._thread(self._close_connections)
 
     def _open(self) -> None:
-        self._conn = connect(self.store.path, readonly=True)
-        register(self._conn, create=False)
+        self._conn = open_reader(self.store.path)
         self._storage = Storage(self.path)
         self._crrs = set(crr_names(self._conn))
 
@@ -306,7 +303,7 @@ class SubscriptionManager:
             self._register(sub)
         if self._subs:
             async with self._lock:
-                results = await self._thread(self._process, {}, set(self._watched))
+                results = await self._thread(self._process, {}, self._pending.watched)
             self._publish(results)
 
     # -- subscribing -------------------------------------------------------------------------
@@ -342,11 +339,11 @@ class SubscriptionManager:
                 )
             matcher = Matcher(sub_plan, retention=self.config.retention)
             sub = Subscription(uuid.uuid4().hex, sub_plan, matcher, self)
-            self._watch(sub_plan.tables, +1)
+            self._pending.watch(sub_plan.tables, +1)
             try:
                 await self._thread(self._initialize, sub, sql, params)
             except BaseException:
-                self._watch(sub_plan.tables, -1)
+                self._pending.watch(sub_plan.tables, -1)
                 raise
             self._subs[sub.id] = sub
             self._by_identity[sub_plan.identity] = sub
@@ -363,19 +360,13 @@ class SubscriptionManager:
     def _register(self, sub: Subscription) -> None:
         self._subs[sub.id] = sub
         self._by_identity[sub.plan.identity] = sub
-        self._watch(sub.plan.tables, +1)
-
-    def _watch(self, tables: Iterable[str], delta: int) -> None:
-        for table in tables:
-            self._watched[table] += delta
-            if self._watched[table] <= 0:
-                del self._watched[table]
+        self._pending.watch(sub.plan.tables, +1)
 
     async def _drop(self, sub: Subscription, reason: str) -> None:
         if self._subs.pop(sub.id, None) is None:
             return
         self._by_identity.pop(sub.plan.identity, None)
-        self._watch(sub.plan.tables, -1)
+        self._pending.watch(sub.plan.tables, -1)
         sub._close(reason)
         assert self._storage is not None
         try:
@@ -389,23 +380,14 @@ class SubscriptionManager:
         """Committed changes (never blocks: the work happens in the processing task)."""
         touched: dict[tuple[str, bytes], ColumnChange] = {}
         for change in changes:
-            if change.table in self._watched or change.table in self._updates:
+            if self._pending.watches(change.table) or change.table in self._updates:
                 touched[(change.table, change.pk)] = change
         if not touched:
             return
         for (table, packed), change in touched.items():
             if table in self._updates:
                 self._notify_updates(table, change)
-            if table not in self._watched or table in self._overflow:
-                continue
-            keys = self._pending.setdefault(table, set())
-            before = len(keys)
-            keys.add(unpack_pk(packed))
-            self._pending_keys += len(keys) - before
-            if self._pending_keys > self.config.max_pending_keys:
-                self._pending_keys -= len(keys)
-                del self._pending[table]
-                self._overflow.add(table)
+            if self._pending.add(table, packed):
                 self.stats["overflows"] += 1
         self._wake.set()
 
@@ -413,7 +395,7 @@ class SubscriptionManager:
         """The schema changed: every subscription is refreshed in full (one whose query no
         longer runs ends with an error)."""
         self._crrs = set()
-        self._overflow |= set(self._watched)
+        self._pending.refresh_all()
         self._wake.set()
 
     async def _process_loop(self) -> None:
@@ -422,9 +404,8 @@ class SubscriptionManager:
             await trio.sleep(self.config.linger)
             self._wake = trio.Event()
             async with self._lock:
-                pending, overflow = self._pending, self._overflow
-                self._pending, self._overflow, self._pending_keys = {}, set(), 0
-                results = await self._thread(self._process, pending, overflow)
+                batch = self._pending.take()
+                results = await self._thread(self._process, batch.keys, batch.full)
             self._publish(results)
 
     def _process(
@@ -466,7 +447,7 @@ class SubscriptionManager:
                 sub._close(result)
                 self._subs.pop(sub.id, None)
                 self._by_identity.pop(sub.plan.identity, None)
-                self._watch(sub.plan.tables, -1)
+                self._pending.watch(sub.plan.tables, -1)
                 continue
             self.stats["refreshed"] += 1
             self.stats["changes"] += len(result)

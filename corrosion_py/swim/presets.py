@@ -1,9 +1,9 @@
 """Knobs of the SWIM core, their presets, and the formulas that scale them with cluster size.
 
-Presets (reference/swim.md §1.4): ``LAN`` is memberlist's DefaultLANConfig; ``WAN`` overrides
-the fields memberlist's DefaultWANConfig overrides; ``LOCAL`` is the fast timing of swim.md §6.3
-(probe 200 ms, ack timeout 100 ms, suspicion multiplier 3, gossip 100 ms) for tests and one-host
-clusters. The packet cap defaults to a 1,200-byte UDP payload (QUIC's minimum datagram).
+Presets: ``LAN`` is memberlist's DefaultLANConfig; ``WAN`` overrides the fields memberlist's
+DefaultWANConfig overrides; ``LOCAL`` is a fast timing (probe 200 ms, ack timeout 100 ms,
+suspicion multiplier 3, gossip 100 ms) for tests and one-host clusters. The packet cap defaults
+to a 1,200-byte UDP payload (QUIC's minimum datagram).
 
 Formulas (memberlist ``util.go``), with n the number of live members including this node:
 
@@ -133,3 +133,5 @@ LOCAL = attrs.evolve(
     push_pull_interval=5.0,
     reconnect_interval=5.0,
 )
+PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
+"""The presets by the names the config file and the command lines use."""

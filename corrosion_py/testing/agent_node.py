@@ -38,13 +38,8 @@ from corrosion_py.agent.agent import Agent, AgentConfig
 from corrosion_py.errors import CorrosionError
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.runner import NodeConfig, open_node
-from corrosion_py.swim.presets import LAN, LOCAL, WAN
-
-PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
-
-
-def emit(**fields: Any) -> None:
-    print(json.dumps(fields), flush=True)
+from corrosion_py.swim.presets import PRESETS
+from corrosion_py.testing.child import emit
 
 
 def _statement(raw: Any) -> str | tuple[str, Any]:

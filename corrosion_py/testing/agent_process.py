@@ -5,23 +5,21 @@ exit, whatever happened inside.
 
 from __future__ import annotations
 
-import json
-import os
-import queue
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from corrosion_py.testing.child import Child
+
 
 class AgentProcess:
-    """One agent process: start, send commands, read answers, kill, restart on the same DB."""
+    """One agent process: start, send commands, read answers, stop, restart on the same DB."""
 
     def __init__(
         self,
@@ -37,6 +35,7 @@ class AgentProcess:
         api: str | None = None,
         keyring_file: Path | None = None,
     ) -> None:
+        self.child: Child | None = None
         self.db = db
         self.args = [
             sys.executable, "-m", "corrosion_py.testing.agent_node", "--db", str(db),
@@ -52,40 +51,41 @@ class AgentProcess:
         """The HTTP API's bound HOST:PORT once started (when ``api`` was given)."""
         self.bootstrap = list(bootstrap)
         self.gossip = gossip
-        self.proc: subprocess.Popen[str] | None = None
         self.actor = ""
+        self._next_id = 0
         self.start()
+
+    @property
+    def proc(self) -> subprocess.Popen[str] | None:
+        """The running process (None once stopped)."""
+        return self.child.proc if self.child is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None else None
 
     def start(self) -> None:
         """Start (or restart, on the same database and gossip address)."""
         args = [*self.args, "--gossip", self.gossip]
         if self.bootstrap:
             args += ["--bootstrap", *self.bootstrap]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
-        self._reader.start()
-        self._next_id = 0
-        hello = self._lines.get(timeout=60)
-        if hello.get("event") != "ready":
-            raise RuntimeError(f"agent did not start: {hello}")
+        self.child = Child(args, commands=True)
+        try:
+            hello = self.child.expect("ready")
+        except BaseException:
+            self.kill()  # a process that never got ready is not left behind
+            raise
         self.gossip, self.actor = str(hello["gossip"]), str(hello["actor"])
         self.api = hello.get("api")
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self._lines.put(json.loads(line))
-
     def request(self, timeout: float = 30.0, **command: Any) -> dict[str, Any]:
         """Send one command and wait for its answer."""
-        assert self.proc is not None and self.proc.stdin is not None
+        assert self.child is not None
         self._next_id += 1
-        self.proc.stdin.write(json.dumps({"id": self._next_id, **command}) + "\n")
-        self.proc.stdin.flush()
+        self.child.send({"id": self._next_id, **command})
         deadline = time.monotonic() + timeout
         while True:
-            reply = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            reply = self.child.next_line(deadline - time.monotonic())
             if reply.get("id") == self._next_id:
                 return reply
 
@@ -98,34 +98,26 @@ class AgentProcess:
         return int(version) if version is not None else None
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.running()
 
     def kill(self) -> None:
         """``kill -9``: no leave, no flush."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self._reap()
+        if self.child is not None:
+            self.child.kill()
+            self.child = None
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM and wait for the clean shutdown; SIGKILL if it does not come."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-        self._reap()
-
-    def _reap(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=10)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                with suppress(BrokenPipeError):
-                    pipe.close()
-        self.proc = None
+    def stop(self, timeout: float = 20.0, *, end_input: bool = False) -> int | None:
+        """A clean stop: SIGTERM (or, with ``end_input``, first the end of its commands on
+        stdin, and SIGTERM only if it still runs after ``timeout``), SIGKILL if it does not stop
+        within ``timeout``. The exit status (None if it was not running)."""
+        if self.child is None:
+            return None
+        child, self.child = self.child, None
+        if end_input:
+            child.end_input(timeout)
+        with suppress(subprocess.TimeoutExpired):
+            child.stop(signal.SIGTERM, timeout)
+        return child.proc.returncode
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Read the agent's database directly (a read-only connection of our own)."""

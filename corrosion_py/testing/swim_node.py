@@ -13,7 +13,6 @@ It prints one JSON line per event on stdout: first `{"event": "listening", "addr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -34,9 +33,9 @@ from corrosion_py.swim.events import (
     MemberSuspect,
     MemberUp,
 )
-from corrosion_py.swim.presets import LAN, LOCAL, WAN
+from corrosion_py.swim.presets import PRESETS
+from corrosion_py.testing.child import emit
 
-PRESETS = {"local": LOCAL, "lan": LAN, "wan": WAN}
 NAMES = {
     MemberUp: "up",
     MemberSuspect: "suspect",
@@ -45,10 +44,6 @@ NAMES = {
     MemberLeft: "left",
     MemberRejoined: "rejoined",
 }
-
-
-def emit(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
 
 
 async def main(args: argparse.Namespace) -> None:

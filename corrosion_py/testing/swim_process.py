@@ -5,16 +5,12 @@ kills its own processes by PID on exit, whatever happened inside.
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from corrosion_py.testing.child import Child
 
 
 class NodeProcess:
@@ -23,63 +19,29 @@ class NodeProcess:
     def __init__(
         self, seed: int, join: list[str], preset: str = "local", loss: float = 0.0
     ) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "corrosion_py.testing.swim_node",
-                "--seed",
-                str(seed),
-                "--preset",
-                preset,
-                "--loss",
-                str(loss),
-                "--join",
-                *join,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[dict[str, object]] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        hello = self.lines.get(timeout=60)
-        if hello.get("event") != "listening":
-            raise RuntimeError(f"node did not start: {hello}")
+        args = [
+            sys.executable, "-m", "corrosion_py.testing.swim_node", "--seed", str(seed),
+            "--preset", preset, "--loss", str(loss), "--join", *join,
+        ]  # fmt: skip
+        self.child = Child(args, stamp=True)
+        try:
+            hello = self.child.expect("listening")
+        except BaseException:
+            self.child.kill()
+            raise
         self.addr, self.actor = str(hello["addr"]), str(hello["actor"])
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            event = json.loads(line)
-            event["seen"] = time.monotonic()
-            self.lines.put(event)
 
     def events(self, timeout: float) -> Iterator[dict[str, object]]:
         """Events as they come, until ``timeout`` seconds have passed."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                yield self.lines.get(timeout=left)
-            except queue.Empty:
-                return
+        return self.child.lines_until(timeout)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used (Linux /proc)."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return self.child.cpu_seconds()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        self.kill()
-        self.proc.wait(timeout=10)
-        self.reader.join(timeout=10)  # the pipe reached EOF
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        """``kill -9`` by PID, then reap."""
+        self.child.kill()
 
 
 @contextmanager
@@ -94,7 +56,7 @@ def local_cluster(n: int, preset: str = "local", loss: float = 0.0) -> Iterator[
         yield nodes
     finally:
         for node in nodes:
-            node.close()
+            node.kill()
 
 
 def wait_converged(nodes: list[NodeProcess], timeout: float) -> float:

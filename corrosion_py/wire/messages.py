@@ -10,7 +10,7 @@ constructors accept anything so tests can build invalid messages):
 - Integers are never bools; sequences are tuples and mappings are dicts, as typed below.
 
 Changesets travel over UDP (broadcast) and TCP (sync); the ``Sync*`` messages and ``NeedFull`` /
-``NeedPartial`` only inside a sync session (reference/corrosion.md §3.9):
+``NeedPartial`` only inside a sync session (Corrosion's session, in this order):
 
     client                           server
     SyncStart(actor) SyncClock(ts) ─▶

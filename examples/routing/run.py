@@ -10,8 +10,6 @@ worker's node to node3, then the subscription's event), and prints it with the t
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,11 +27,7 @@ SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 def stop(node: AgentProcess) -> None:
     """Stop a node cleanly: the end of its commands (stdin) makes it leave the cluster and
     close its database; then reap it (SIGTERM, then SIGKILL, if it is still running)."""
-    if node.proc is not None and node.proc.stdin is not None:
-        node.proc.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            node.proc.wait(timeout=20)
-    node.stop()
+    node.stop(timeout=20, end_input=True)
 
 
 async def main(directory: Path) -> None:

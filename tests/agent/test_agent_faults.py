@@ -17,14 +17,13 @@ import attrs
 import httpx
 import pytest
 import trio
-from disk_faults import SmallDisk
+from disk_faults import SmallDisk, limit_growth
 
 from corrosion_py import crdt
 from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
 from corrosion_py.api.server import serve_api
 from corrosion_py.errors import UnusableDatabase
-from corrosion_py.store.store import Store
 from corrosion_py.subs import EndOfQuery, Row, SubscriptionClosed
 from corrosion_py.swim import LOCAL
 
@@ -103,13 +102,6 @@ async def converged(a: Agent, b: Agent) -> bool:
     return await a.store.query(sql) == await b.store.query(sql) and not any(
         s.need or s.partial_need for s in states
     )
-
-
-def limit_growth(store: Store, pages: int | None) -> None:
-    """SQLITE_FULL without root: the writer may not grow the file past ``pages`` (None lifts
-    it). Test-only access to the store's writer."""
-    with store._write_lock:
-        store._writer.execute(f"PRAGMA max_page_count = {pages or 1_073_741_823}")
 
 
 @pytest.mark.parametrize("fault", ["tmpfs", "max_page_count"])

@@ -1,4 +1,4 @@
-"""Agents as real OS processes on 127.0.0.1 (issue 5's acceptance): random writes on random
+"""Agents as real OS processes on 127.0.0.1 (replication's acceptance): random writes on random
 nodes end with identical tables and no bookkeeping gaps, also with 10% of datagrams dropped,
 with a partition-like outage of a third of the nodes, and with kill -9 and restarts mid-write."""
 

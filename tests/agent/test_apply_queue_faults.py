@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from disk_faults import limit_growth
 
 from corrosion_py.agent.apply_queue import ApplyQueue
 from corrosion_py.store.apply import ApplyResult
@@ -36,12 +37,6 @@ def versions(peer: Store, count: int, size: int = 20_000) -> list[Changeset]:
         assert changeset.changeset is not None
         out.append(changeset.changeset)
     return out
-
-
-def limit_growth(store: Store, pages: int | None) -> None:
-    """Inject SQLITE_FULL (test-only access to the store's writer); None lifts it."""
-    with store._write_lock:
-        store._writer.execute(f"PRAGMA max_page_count = {pages or 1_073_741_823}")
 
 
 async def eventually(check: Callable[[], bool]) -> None:

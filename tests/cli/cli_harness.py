@@ -24,6 +24,7 @@ import trio
 from corrosion_py.agent import AgentConfig
 from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.swim import LOCAL
+from corrosion_py.testing.child import Child
 
 HANG = 60.0  # seconds: only catches hangs
 SCHEMA = "CREATE TABLE kv (k INTEGER PRIMARY KEY NOT NULL, v TEXT);\n"
@@ -100,18 +101,21 @@ class AgentRun:
         self.config = config
         self.log_path = config.with_suffix(".log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed by stop/kill)
-        self.proc = subprocess.Popen(
+        self.child = Child(
             [sys.executable, "-m", "corrosion_py", "-c", str(config), "agent"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=clean_env(),
-            cwd=ROOT,
+            stdout=self._log, env=clean_env(), cwd=ROOT,
         )  # fmt: skip
         self.started: dict[str, Any] = {}
         if wait:
-            self.wait_started()
+            try:
+                self.wait_started()
+            except BaseException:
+                self.kill()  # an agent that never started is not left behind
+                raise
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.child.pid
 
     @property
     def api(self) -> str:
@@ -144,29 +148,23 @@ class AgentRun:
                     return event
             found = PLAIN_START.search(self.log_text())  # plaintext logs
             if found:
-                self.started = {**found.groupdict(), "pid": self.proc.pid}
+                self.started = {**found.groupdict(), "pid": self.child.pid}
                 return self.started
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agent exited with {self.proc.returncode}: {self.log_text()}")
+            if not self.child.running():
+                code = self.child.proc.returncode
+                raise RuntimeError(f"agent exited with {code}: {self.log_text()}")
             time.sleep(0.05)
         raise TimeoutError(f"agent did not start: {self.log_text()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Send ``sig`` and wait for the exit status (SIGKILL after ``timeout``)."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise
-        self._log.close()
-        return self.proc.returncode
+        try:
+            return self.child.stop(sig, timeout)
+        finally:
+            self._log.close()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        self.child.kill()
         self._log.close()
 
 

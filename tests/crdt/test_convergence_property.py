@@ -1,4 +1,5 @@
-"""Convergence property of the CRR engine (DESIGN.md invariant 1), as a hypothesis state machine.
+"""Convergence property of the CRR engine (nodes that received the same changes, in any order,
+with duplicates, hold identical tables and clocks), as a hypothesis state machine.
 
 Several replicas (stdlib sqlite3 connections, one file each) run random local transactions and
 exchange random, shuffled, duplicated, split subsets of each other's change rows. At the end a
@@ -19,7 +20,7 @@ Along the way and at the end it also checks that
 * a local transaction that hits a constraint error rolls back completely;
 * ``crdt.changes`` filters return a subset of the full change set that honours the filter.
 
-Modelled on cr-sqlite's ``test_sync_prop.py`` (reference/crsqlite.md §6.5), with a richer
+Modelled on cr-sqlite's ``test_sync_prop.py``, with a richer
 statement mix and adversarial delivery. The default run is small; ``-m slow`` runs a heavier one.
 """
 
@@ -180,16 +181,7 @@ def site_id_for(n: int) -> bytes:
 def open_replica(path: Path, site: bytes) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")
-    # Seed the persisted site id the way cr-sqlite stores it (crsqlite.md §1.1: the ordinal-0 row
-    # of crsql_site_id), so runs are reproducible. An engine that ignores the seed still gets a
-    # valid (if non-reproducible) test: init's answer is what the test uses.
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS crsql_site_id"
-        " (site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY)"
-    )
-    conn.execute("INSERT INTO crsql_site_id (site_id, ordinal) VALUES (?, 0)", (site,))
-    got = crdt.init(conn)
-    assert isinstance(got, bytes) and len(got) == 16, f"crdt.init returned {got!r}"
+    assert crdt.init(conn, site_id=site) == site  # a seeded id: runs are reproducible
     for ddl in SCHEMA:
         conn.execute(ddl)
     for table in TABLES:

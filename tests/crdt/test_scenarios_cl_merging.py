@@ -1,5 +1,5 @@
 """Causal-length merge scenarios: a translation of upstream
-``py/correctness/tests/test_cl_merging.py`` (crsqlite.md §6.1, rules §3.2).
+``py/correctness/tests/test_cl_merging.py`` (the merge rules: `corrosion_py.crdt.merge_rules`).
 
 Differences from upstream, all deliberate (our engine follows Corrosion's fork):
 * merged clock rows keep the ORIGIN's db_version and seq (no Lamport bump), so the db_version in

@@ -1,9 +1,10 @@
 """Local causal-length rules: a translation of upstream ``py/correctness/tests/test_cl_triggers.py``
-(crsqlite.md §6.2, rules §4), plus REPLACE/upsert and pk changes.
+(cr-sqlite's local write triggers), plus REPLACE/upsert and pk changes.
 
 Differences from upstream, deliberate:
 * a pk change moves every column clock to the new key with col_version + 1, the transaction's
-  db_version, a fresh seq and the local site (upstream bug §8.1 fixed, Corrosion's fork);
+  db_version, a fresh seq and the local site (upstream keeps their old clocks, a bug Corrosion's
+  fork fixed);
 * a transaction that changes no values claims no version (``tx.version is None``).
 """
 
@@ -88,7 +89,7 @@ def test_replace_with_odd_sentinel_jumps_cl_by_two(simple: Any, h: Any) -> None:
     h.write(c, "INSERT INTO foo VALUES (1, 2)", "DELETE FROM foo", "INSERT INTO foo VALUES (1, 2)")
     assert h.cols(c, "cid", "cl") == [("-1", 3), ("b", 3)]
     h.write(c, "INSERT OR REPLACE INTO foo VALUES (1, 5)")
-    # §4.4: REPLACE of a live row whose sentinel exists and is odd moves cl by 2
+    # REPLACE of a live row whose sentinel exists and is odd moves cl by 2 (as upstream)
     assert h.cols(c, "cid", "col_version", "cl") == [("-1", 5, 5), ("b", 2, 5)]
 
 
@@ -208,7 +209,7 @@ def test_insert_previously_existing(simple: Any, h: Any) -> None:
 
 
 def test_pk_change_reversions_moved_columns(simple: Any, h: Any) -> None:
-    # difference 3 (upstream bug §8.1 fixed): a pk change in a later transaction moves b with
+    # difference 3 (upstream's pk-change bug fixed): a pk change in a later transaction moves b with
     # col_version + 1, the new db_version, a new seq and the local site.
     c = simple()
     h.write(c, "INSERT INTO foo VALUES (1, 7)")
@@ -225,7 +226,7 @@ def test_pk_change_reversions_moved_columns(simple: Any, h: Any) -> None:
 
 
 def test_pk_change_delta_sync_carries_moved_values(simple: Any, h: Any) -> None:
-    # the scenario of §8.1: a peer pulling only db_version > 1 must get b's value under pk 2
+    # the pk-change bug's scenario: a peer pulling only db_version > 1 must get b's value under pk 2
     c1, c2 = simple(), simple()
     h.write(c1, "INSERT INTO foo VALUES (1, 7)")
     h.sync(c1, c2, 0)

@@ -1,5 +1,5 @@
 """db_version: a translation of upstream ``test_dbversion.py`` and the db_version cases of
-``crsqlite.test.c`` (crsqlite.md §1.3, §6.5, §6.6).
+``crsqlite.test.c``.
 
 Differences from upstream, deliberate:
 * per-origin versions (difference 1): the local db_version moves only with local transactions,
@@ -139,7 +139,8 @@ def test_pulling_only_local_changes(simple: Any, h: Any) -> None:
 
 
 def test_second_connection_sees_committed_versions(make_db: Any, h: Any, tmp_path: Any) -> None:
-    # §8.10: each connection must re-derive the committed version after another one committed
+    # each connection must re-derive the committed version after another one committed
+    # (upstream caches it per connection and reuses versions)
     path = tmp_path / "shared.sqlite"
     c1 = make_db(h.SIMPLE_SCHEMA, path=path, crr=["foo"])
     c2 = make_db(path=path)

@@ -1,5 +1,5 @@
 """Lookaside keys and site ids: translations of upstream ``test_lookaside_key_creation.py``,
-``test_site_id_lookaside.py`` and ``test_siteid.py`` (crsqlite.md §1.2, §1.5, §6.5)."""
+``test_site_id_lookaside.py`` and ``test_siteid.py``."""
 
 from __future__ import annotations
 

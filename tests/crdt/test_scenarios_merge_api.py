@@ -1,5 +1,5 @@
-"""``crdt.merge``: rows impacted (crsqlite.md §3.5, upstream ``rows-impacted.test.c``), input
-validation (§3.1) and the ``Change`` record.
+"""``crdt.merge``: rows impacted (upstream ``rows-impacted.test.c``), input validation and the
+``Change`` record.
 
 Difference from upstream, deliberate: equal values at equal clocks are tie-broken by
 (site_id, db_version, seq) and such a metadata-only win counts 1 (difference 2).

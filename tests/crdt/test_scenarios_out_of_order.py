@@ -1,5 +1,5 @@
 """Seeded, deterministic versions of upstream's out-of-order merge scenarios
-(``test_out_of_order_merge``, ``_bidi`` and ``test_ordered_delta_merge_proxy``, crsqlite.md §6.1):
+(``test_out_of_order_merge``, ``_bidi`` and ``test_ordered_delta_merge_proxy``):
 a scripted history is delivered one version at a time in a shuffled order, and the tables must
 end up equal. (The hypothesis-driven property lives in test_convergence_property.py.)"""
 

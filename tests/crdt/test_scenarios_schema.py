@@ -1,5 +1,6 @@
-"""Schema rules: ``as_crr`` refusal (crsqlite.md §5.1), idempotence and backfill (§5.2), and
-``crdt.alter`` (§5.3); a translation of upstream ``test_schema_modification.py`` (§6.4)."""
+"""Schema rules: ``as_crr`` refusal, idempotence and backfill, and ``crdt.alter`` (cr-sqlite's
+``crsql_begin_alter`` / ``crsql_commit_alter``); a translation of upstream
+``test_schema_modification.py``."""
 
 from __future__ import annotations
 

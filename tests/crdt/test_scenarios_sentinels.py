@@ -1,5 +1,5 @@
 """Sentinel economy and merge bookkeeping: translations of upstream ``test_sentinel_omission.py``
-and ``test_sync_bit.py`` (crsqlite.md §1.7, §6.5).
+and ``test_sync_bit.py``.
 
 Difference from upstream: merged rows keep the origin's db_version (difference 1), so the
 receiver's own db_version does not follow the sender's after a merge.

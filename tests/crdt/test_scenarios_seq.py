@@ -1,4 +1,5 @@
-"""seq numbering (crsqlite.md §1.4, §4.4): a translation of upstream ``test_seq.py``."""
+"""seq numbering (0, 1, 2, ... across a transaction's writes): a translation of upstream
+``test_seq.py``."""
 
 from __future__ import annotations
 

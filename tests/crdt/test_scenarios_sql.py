@@ -1,5 +1,5 @@
 """The SQL surface installed by ``crdt.register``: ``crsql_as_crr``, ``crsql_site_id``,
-``crsql_db_version``, ``crsql_pack_columns`` and the ``crsql_changes`` view (crsqlite.md §2, §10);
+``crsql_db_version``, ``crsql_pack_columns`` and the ``crsql_changes`` view (cr-sqlite's SQL API);
 upstream's tests drive everything through this surface."""
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Sync scenarios: a translation of upstream ``py/correctness/tests/test_sync.py``
-(crsqlite.md §6.3).
+"""Sync scenarios: a translation of upstream ``py/correctness/tests/test_sync.py``.
 
 Differences from upstream, deliberate:
 * merges never move the receiver's own db_version (per-origin versions, difference 1);

@@ -1,4 +1,4 @@
-"""Value comparison (crsqlite.md §3.3), packed keys (§1.8) and mixed-type replication.
+"""Value comparison, packed keys (cr-sqlite's byte format) and mixed-type replication.
 
 The merge compares values only at equal cl and col_version; the order is by storage class
 INTEGER > FLOAT > TEXT > BLOB > NULL, then numeric / bytewise. Local UPDATEs use the same
@@ -187,7 +187,7 @@ def test_text_and_float_pks(make_db: Any, h: Any) -> None:
     assert len(h.typed_rows(dst, "p")) == 5
 
 
-# §1.8 verified examples
+# packed keys as cr-sqlite writes them (checked against upstream)
 PACK_EXAMPLES = [
     ((1,), "010901"),
     ((42,), "01092a"),

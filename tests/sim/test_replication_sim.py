@@ -1,6 +1,6 @@
 """Replication in the simulator: real stores, SWIM, broadcast and sync on the virtual clock.
 
-The acceptance scenario of issue 5 (100 nodes, 10% loss, a partition of a third of the nodes,
+The replication acceptance scenario (100 nodes, 10% loss, a partition of a third of the nodes,
 crashes and restarts during writes: every live node converges after healing), broadcast alone
 and sync alone each delivering everything, bad datagrams counted, and one seed giving one run.
 """

@@ -1,4 +1,4 @@
-"""The simulator's determinism target (reference/swim.md §6.2 S0): trace hashes pinned for three
+"""The simulator's determinism target (one seed, one byte-identical trace): hashes pinned for three
 seeds of one small scenario, so that any change to a packet sent, an event reported or the time
 either happens at shows up here, byte for byte.
 

@@ -112,7 +112,7 @@ def test_cli_refuses_bad_arguments() -> None:
 @pytest.mark.sim_large
 @pytest.mark.timeout(LARGE_TIMEOUT)
 def test_thousand_nodes_ten_percent_loss_crash_targets() -> None:
-    """reference/swim.md §6.2 S1 (one seed, one minute after the crash)."""
+    """Crash detection at 1,000 nodes with 10% loss (one seed, one minute after the crash)."""
     v = crash(Params(nodes=1000, loss=0.1, seconds=60.0, seed=1, warmup=30.0)).values
     assert v["missed"] == 0 and v["false_deaths"] == 0
     assert v["detect_p50"] <= 16.0 and v["detect_p99"] <= 22.0 and v["detect_max"] <= 30.0
@@ -122,7 +122,7 @@ def test_thousand_nodes_ten_percent_loss_crash_targets() -> None:
 @pytest.mark.sim_large
 @pytest.mark.timeout(LARGE_TIMEOUT)
 def test_two_hundred_nodes_partition_heals_within_forty_seconds() -> None:
-    """reference/swim.md §6.2 S5: a 50/50 split of 200 nodes for 120 s."""
+    """Partition: a 50/50 split of 200 nodes for 120 s heals within 40 s."""
     v = partition(Params(nodes=200, loss=0.0, seconds=120.0, seed=1)).values
     assert 0 <= v["converge_s"] <= 40.0 and v["false_deaths"] == 0
 
@@ -131,7 +131,7 @@ def test_two_hundred_nodes_partition_heals_within_forty_seconds() -> None:
 @pytest.mark.timeout(LARGE_TIMEOUT)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_two_hundred_nodes_slow_node_targets(seed: int) -> None:
-    """reference/swim.md §6.2 S4 (5% starved, 2% loss, 120 s), a few seeds. The >= 4x fewer
+    """Lifeguard's slow-member targets (5% starved, 2% loss, 120 s), a few seeds. The >= 4x fewer
     false suspicions hold for healthy victims; suspicions of the starved nodes themselves are
     about as many with Lifeguard as without (docs/benchmarks.md)."""
     v = slow_node(Params(nodes=200, loss=0.02, seconds=120.0, seed=seed)).values
@@ -142,7 +142,7 @@ def test_two_hundred_nodes_slow_node_targets(seed: int) -> None:
 @pytest.mark.sim_large
 @pytest.mark.timeout(LARGE_TIMEOUT)
 def test_two_hundred_nodes_no_false_deaths_over_an_hour_at_ten_percent_loss() -> None:
-    """reference/swim.md §6.2 S1's 3,600 simulated seconds without a false death, at 200 nodes:
+    """3,600 simulated seconds at 10% loss without a false death, at 200 nodes:
     at 1,000 nodes the hour takes hours of wall time (docs/benchmarks.md)."""
     v = steady(Params(nodes=200, loss=0.1, seconds=3600.0, seed=1)).values
     assert v["false_deaths"] == 0
@@ -151,6 +151,6 @@ def test_two_hundred_nodes_no_false_deaths_over_an_hour_at_ten_percent_loss() ->
 @pytest.mark.sim_large
 @pytest.mark.timeout(LARGE_TIMEOUT)
 def test_thousand_nodes_a_leave_reaches_everyone_within_two_log2_n_gossip_rounds() -> None:
-    """reference/swim.md §6.2 S3: every live node, not just 99%, within 2·log2(n) rounds."""
+    """Dissemination: every live node, not just 99%, within 2·log2(n) rounds."""
     v = dissemination(Params(nodes=1000, loss=0.1, seconds=20.0, seed=1, warmup=30.0)).values
     assert v["missed"] == 0 and v["reach_all_rounds"] <= 2 * math.log2(1000)

@@ -102,11 +102,13 @@ def test_a_version_past_the_ceiling_is_refused_and_an_empty_range_cut(
         ]
     )
     assert result.rejected == {"version_jump": 2}
-    assert actor not in b.bookie and bookkeeping_rows(b) == [(b.actor_id, 0)]
+    assert actor not in b.bookie_snapshot() and bookkeeping_rows(b) == [(b.actor_id, 0)]
     # a range reaching past the ceiling is believed up to the ceiling only
     result = b.apply_sync([EmptyChangeset(actor, (1, MAX_CLOCK), 0)])
     assert result.rejected == {"empty_clamped": 1}
-    assert b.bookie[actor].max == MAX_VERSION_JUMP and not b.bookie[actor].gaps
+    assert (
+        b.bookie_snapshot()[actor].max == MAX_VERSION_JUMP and not b.bookie_snapshot()[actor].gaps
+    )
 
 
 def test_items_of_one_batch_cannot_lift_each_others_ceiling(open_store: OpenStore) -> None:
@@ -116,8 +118,10 @@ def test_items_of_one_batch_cannot_lift_each_others_ceiling(open_store: OpenStor
     result = b.apply_sync(steps)
     assert result.applied == [(actor, MAX_VERSION_JUMP)]
     assert result.rejected == {"version_jump": 4}
-    assert b.bookie[actor].max == MAX_VERSION_JUMP
-    assert list(b.bookie[actor].gaps) == [(1, MAX_VERSION_JUMP - 1)]  # one range, not 99,999
+    assert b.bookie_snapshot()[actor].max == MAX_VERSION_JUMP
+    assert list(b.bookie_snapshot()[actor].gaps) == [
+        (1, MAX_VERSION_JUMP - 1)
+    ]  # one range, not 99,999
 
 
 def test_a_changeset_whose_rows_are_not_its_own_is_dropped_not_quarantined(
@@ -130,7 +134,7 @@ def test_a_changeset_whose_rows_are_not_its_own_is_dropped_not_quarantined(
     other_site = attrs.evolve(good, changes=(attrs.evolve(good.changes[0], site_id=STRANGER),))
     result = b.apply_sync([other_version, other_site])
     assert result.rejected == {"inconsistent": 2}
-    assert b.quarantine() == [] and table(b) == [] and actor not in b.bookie
+    assert b.quarantine() == [] and table(b) == [] and actor not in b.bookie_snapshot()
 
 
 # -- partial versions -----------------------------------------------------------------------------
@@ -157,7 +161,7 @@ def test_partial_versions_per_actor_are_bounded_oldest_dropped(open_store: OpenS
     actor = bytes(range(16))
     n = MAX_PARTIAL_VERSIONS + 10
     b.apply_sync([piece(actor, v, last_seq=MAX_CLOCK) for v in range(1, n + 1)])
-    booked = b.bookie[actor]
+    booked = b.bookie_snapshot()[actor]
     assert len(booked.partials) == MAX_PARTIAL_VERSIONS
     assert sorted(booked.partials) == list(range(11, n + 1))  # the first ten went
     assert list(booked.gaps) == [(1, 10)]
@@ -168,8 +172,8 @@ def test_partial_versions_per_actor_are_bounded_oldest_dropped(open_store: OpenS
     b.close()
     again = Store.open(path)
     try:
-        assert len(again.bookie[actor].partials) == MAX_PARTIAL_VERSIONS
-        assert list(again.bookie[actor].gaps) == [(1, 10)]
+        assert len(again.bookie_snapshot()[actor].partials) == MAX_PARTIAL_VERSIONS
+        assert list(again.bookie_snapshot()[actor].gaps) == [(1, 10)]
     finally:
         again.close()
 
@@ -183,13 +187,13 @@ def test_partial_bytes_per_actor_are_bounded(
     b = open_store("b")
     actor = bytes(range(16))
     b.apply_sync([piece(actor, v, v="x" * 3_000) for v in range(1, 5)])  # ~3 KB each
-    booked = b.bookie[actor]
+    booked = b.bookie_snapshot()[actor]
     assert sorted(booked.partials) == [2, 3, 4] and booked.partial_bytes() <= 10_000
     assert b.rejected["partial_evicted"] == 1
     huge = piece(actor, 9, v="y" * 20_000)
     result = b.apply_sync([huge])
     assert result.rejected == {"partial_too_large": 1}
-    assert 9 not in b.bookie[actor].partials and 9 not in buffered_versions(b, actor)
+    assert 9 not in b.bookie_snapshot()[actor].partials and 9 not in buffered_versions(b, actor)
 
 
 # -- quarantine ----------------------------------------------------------------------------------
@@ -212,7 +216,7 @@ def test_the_quarantine_keeps_at_most_its_bound_oldest_dropped(open_store: OpenS
     assert len(kept) == MAX_QUARANTINE_ROWS
     assert kept == list(range(501, n + 1))
     assert b.quarantined_total == n and b.quarantine_dropped == 500
-    assert b.bookie.get(actor) is None or b.bookie[actor].max == 0
+    assert b.bookie_snapshot().get(actor) is None or b.bookie_snapshot()[actor].max == 0
 
 
 # -- needs and serving ---------------------------------------------------------------------------
@@ -259,7 +263,7 @@ def test_serving_a_huge_range_costs_what_exists(open_store: OpenStore) -> None:
         b.apply_sync([item])
     b.apply_sync([Changeset(actor, v, tuple(crdt.changes(a.reader(), site_id=actor,
                   min_version=v, max_version=v)), (0, 0), 0, 0) for v in (1, 2, 3)])  # fmt: skip
-    assert b.bookie[actor].max == 300_000 and not b.bookie[actor].gaps
+    assert b.bookie_snapshot()[actor].max == 300_000 and not b.bookie_snapshot()[actor].gaps
     conn = b.reader()
     statements: list[str] = []
     conn.set_trace_callback(statements.append)

@@ -136,10 +136,13 @@ def test_pieces_in_any_order_with_duplicates(open_store) -> None:  # type: ignor
     res = b.apply_sync(first)
     assert res.buffered > 0
     assert rows(b) == []  # nothing merged until every seq arrived
-    assert cs.version in b.bookie[a.actor_id].partials
+    assert cs.version in b.bookie_snapshot()[a.actor_id].partials
     b.apply_sync(rest)
     assert rows(b) == rows(a)
-    assert b.bookie[a.actor_id].knows(cs.version) and not b.bookie[a.actor_id].partials
+    assert (
+        b.bookie_snapshot()[a.actor_id].knows(cs.version)
+        and not b.bookie_snapshot()[a.actor_id].partials
+    )
     assert (
         b.read_sync(
             lambda c: c.execute("SELECT count(*) FROM __corro_buffered_changes").fetchone()[0]
@@ -161,17 +164,20 @@ def test_bookkeeping_survives_reopen(tmp_path: Path, open_store, schema: Path) -
     b.apply_sync([sets[0], sets[3]])  # type: ignore[list-item]
     pieces = list(a.pieces(big, budget=400))
     b.apply_sync(pieces[:2])
-    booked = b.bookie[a.actor_id]
+    booked = b.bookie_snapshot()[a.actor_id]
     assert list(booked.gaps) == [(2, 3), (5, 5)] and big.version in booked.partials
     b.close()
     again = Store.open(tmp_path / "b.db", schema_paths=[schema])
     try:
-        reloaded = again.bookie[a.actor_id]
+        reloaded = again.bookie_snapshot()[a.actor_id]
         assert list(reloaded.gaps) == list(booked.gaps)
         assert list(reloaded.partials[big.version].seqs) == list(booked.partials[big.version].seqs)
         again.apply_sync([*pieces[2:], sets[1], sets[2], sets[4]])  # type: ignore[list-item]
         assert rows(again) == rows(a)
-        assert not again.bookie[a.actor_id].gaps and not again.bookie[a.actor_id].partials
+        assert (
+            not again.bookie_snapshot()[a.actor_id].gaps
+            and not again.bookie_snapshot()[a.actor_id].partials
+        )
     finally:
         again.close()
 
@@ -191,7 +197,7 @@ def test_empty_changesets_advance_bookkeeping(open_store) -> None:  # type: igno
     a, b = open_store("a"), open_store("b")
     res = b.apply_sync([EmptyChangeset(a.actor_id, (1, 4), 0)])
     assert res.cleared == [(a.actor_id, (1, 4))]
-    assert b.bookie[a.actor_id].max == 4 and not b.bookie[a.actor_id].gaps
+    assert b.bookie_snapshot()[a.actor_id].max == 4 and not b.bookie_snapshot()[a.actor_id].gaps
 
 
 def test_quarantine_and_retry_after_schema_change(tmp_path: Path, open_store) -> None:  # type: ignore[no-untyped-def]
@@ -206,13 +212,13 @@ def test_quarantine_and_retry_after_schema_change(tmp_path: Path, open_store) ->
     assert [q.version for q in res.quarantined] == [1] and "regions" in res.quarantined[0].reason
     assert res.applied == [(a.actor_id, 2)]
     assert b.quarantined_total == 1 and [q[1] for q in b.quarantine()] == [1]
-    assert not b.bookie[a.actor_id].knows(1) and b.bookie[a.actor_id].knows(2)
+    assert not b.bookie_snapshot()[a.actor_id].knows(1) and b.bookie_snapshot()[a.actor_id].knows(2)
     b.apply_schema_sync([tmp_path / "schema.sql", extra])  # retries the quarantine
     assert b.quarantine() == []
     assert b.read_sync(lambda c: c.execute("SELECT * FROM regions").fetchall()) == [
         ("ams", "Amsterdam")
     ]
-    assert b.bookie[a.actor_id].knows(1)
+    assert b.bookie_snapshot()[a.actor_id].knows(1)
 
 
 def test_sync_fills_gaps_and_reports_cleared_versions(open_store) -> None:  # type: ignore[no-untyped-def]
@@ -230,7 +236,7 @@ def test_sync_fills_gaps_and_reports_cleared_versions(open_store) -> None:  # ty
     b.apply_sync(served)
     assert rows(b) == rows(a)
     assert b.needs_from(a.sync_state()) == {}
-    assert not b.bookie[a.actor_id].gaps and b.bookie[a.actor_id].max == 7
+    assert not b.bookie_snapshot()[a.actor_id].gaps and b.bookie_snapshot()[a.actor_id].max == 7
 
 
 def test_large_versions_are_served_in_pages(open_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -251,7 +257,7 @@ def test_large_versions_are_served_in_pages(open_store, monkeypatch) -> None:  #
     assert big[0].seqs[0] == 0 and big[-1].seqs[1] == big[0].last_seq
     b.apply_sync(served)
     assert rows(b) == rows(a)
-    assert not b.bookie[a.actor_id].partials and not b.bookie[a.actor_id].gaps
+    assert not b.bookie_snapshot()[a.actor_id].partials and not b.bookie_snapshot()[a.actor_id].gaps
 
 
 def test_members_are_persisted(tmp_path: Path, open_store, schema: Path) -> None:  # type: ignore[no-untyped-def]

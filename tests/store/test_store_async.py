@@ -74,6 +74,6 @@ async def test_group_commit_keeps_transactions_separate(tmp_path: Path) -> None:
         assert versions == list(range(1, 61 - len(failed)))  # one version each, no gaps
         keys = await store.query("SELECT k FROM kv ORDER BY k")
         assert [k for (k,) in keys] == [1000 + i for i in range(60) if i % 7]
-        assert not store.bookie[store.actor_id].gaps
+        assert not store.bookie_snapshot()[store.actor_id].gaps
     finally:
         store.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from disk_faults import SmallDisk
+from disk_faults import SmallDisk, limit_growth
 
 from corrosion_py import crdt
 from corrosion_py.errors import StorageFault
@@ -40,13 +40,6 @@ def keys(store: Store, table: str = "kv") -> list[int]:
 
 def insert(k: int, size: int = 10) -> tuple[str, list[object]]:
     return ("INSERT INTO kv VALUES (?, ?)", [k, "x" * size])
-
-
-def limit_growth(store: Store, pages: int | None) -> None:
-    """Inject SQLITE_FULL: the writer may not grow the database past ``pages`` (None lifts it).
-    Reaches into the store's writer: a test-only fault, as real as SQLite's own limit."""
-    with store._write_lock:
-        store._writer.execute(f"PRAGMA max_page_count = {pages or 1_073_741_823}")
 
 
 def corrupt_root_page(path: Path, table: str) -> None:

@@ -8,16 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from corrosion_py.crdt import register
-from corrosion_py.store.store import Store, connect
+from corrosion_py.store.connections import open_reader
+from corrosion_py.store.store import Store
 from corrosion_py.subs.plan import Plan, Restricted, SubscriptionSqlError, _check_rewritten, plan
 
 
 @pytest.fixture
 def conn(store: Store) -> Iterator[sqlite3.Connection]:
     """A read-only connection of its own, as the subscription manager has."""
-    conn = connect(store.path, readonly=True)
-    register(conn, create=False)
+    conn = open_reader(store.path)
     try:
         yield conn
     finally:

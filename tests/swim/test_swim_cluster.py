@@ -47,7 +47,7 @@ def test_no_false_deaths_with_ten_percent_loss() -> None:
     c.run_until(200.0)
     assert not [e for e in c.trace if e[2] == "MemberDown"]
     assert _all_alive(c)
-    # the loss did cause suspicions, about as many as swim.md §3.1 predicts
+    # the loss did cause suspicions, about as many as the SWIM paper's analysis predicts
     # (n · probes · (1-(1-p)^2)(1-(1-p)^4)^k = 16 · ~185 · 7.7e-3 ≈ 23), and all were refuted
     assert [e for e in c.trace if e[2] == "MemberSuspect"]
     assert 8 <= sum(c.nodes[i].stats["refutations"] for i in c.nodes) <= 60

@@ -1,4 +1,5 @@
-"""One core driven by hand: each protocol rule and each swim.md §7 pitfall that is the core's."""
+"""One core driven by hand: each protocol rule, and each known pitfall of SWIM implementations
+that is the core's (a higher-incarnation Suspect starts a fresh timer, and the like)."""
 
 from __future__ import annotations
 
