@@ -36,7 +36,7 @@ from corrosion_py.errors import (
     UnusableDatabase,
 )
 from corrosion_py.replication.booked import BookedVersions
-from corrosion_py.replication.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
+from corrosion_py.replication.chunking import SYNC_BUDGET
 from corrosion_py.replication.hlc import HLC, ClockDriftError
 from corrosion_py.replication.needs import Need, Served, compute_needs, sync_state
 from corrosion_py.store import bookkeeping, members
@@ -221,7 +221,6 @@ class Store:
         *,
         readers: int,
         max_drift_ns: int,
-        chunk_budget: int,
         clock: Callable[[], int] = time.time_ns,
         tx_timeout: float | None = None,
     ) -> None:
@@ -239,7 +238,6 @@ class Store:
         self._write_lock = threading.Lock()
         self.actor_id = crdt.site_id(writer)
         self.hlc = HLC(max_drift_ns)
-        self.chunk_budget = chunk_budget
         self.bookie: dict[bytes, BookedVersions] = bookkeeping.load(writer)
         """Published bookkeeping per actor. Copy-on-write: an entry is never changed once
         published, only replaced under ``_bookie_lock``; readers take ``bookie_snapshot()``."""
@@ -266,7 +264,6 @@ class Store:
         schema_paths: Sequence[str | Path] = (),
         readers: int = 4,
         max_drift_ns: int = 300_000_000,
-        chunk_budget: int = DEFAULT_BUDGET,
         clock: Callable[[], int] = time.time_ns,
         site_id: bytes | None = None,
         tx_timeout: float | None = None,
@@ -313,7 +310,6 @@ class Store:
             writer,
             readers=readers,
             max_drift_ns=max_drift_ns,
-            chunk_budget=chunk_budget,
             clock=clock,
             tx_timeout=tx_timeout,
         )
@@ -582,19 +578,6 @@ class Store:
             yield
         finally:
             self._writer.set_progress_handler(None, 0)
-
-    def pieces(self, changeset: Changeset, budget: int | None = None) -> Iterator[Changeset]:
-        """A changeset cut into pieces that each fit ``budget`` bytes encoded."""
-        return chunk(
-            changeset.actor_id,
-            changeset.version,
-            changeset.changes,
-            changeset.last_seq,
-            changeset.ts,
-            budget=budget or self.chunk_budget,
-            size_of=size_of_change,
-            overhead=MAX_CHANGESET_OVERHEAD,
-        )
 
     # -- remote changes -----------------------------------------------------------------------
     def apply_sync(self, items: Sequence[Item]) -> ApplyResult:
