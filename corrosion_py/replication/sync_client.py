@@ -32,10 +32,9 @@ Sans-IO: time is passed in and randomness is the ``random.Random`` given at cons
 
 from __future__ import annotations
 
-import random
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from corrosion_py.replication.claims import Solicited
 from corrosion_py.replication.sync_plan import (
@@ -46,6 +45,9 @@ from corrosion_py.replication.sync_plan import (
     plan_requests,
 )
 from corrosion_py.wire.messages import Item, Need, SyncRequest, SyncState
+
+if TYPE_CHECKING:
+    import random
 
 P = TypeVar("P", bound=Hashable)
 

@@ -30,14 +30,16 @@ Time and randomness are passed in; nothing here reads a clock or a global rng.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from corrosion_py.aliases import Range
 from corrosion_py.replication.needs import FULL_NEED_VERSIONS, compute_needs
 from corrosion_py.replication.ranges import RangeSet
 from corrosion_py.wire.messages import Need, NeedFull, NeedPartial, SyncState
+
+if TYPE_CHECKING:
+    import random
 
 K = TypeVar("K", bound=Hashable)
 P = TypeVar("P", bound=Hashable)

@@ -68,7 +68,7 @@ class Simulation:
             actors=[actor_of(i) for i in range(n)],
             cluster_id=CLUSTER_ID,
             config=config,
-            seed=seed,
+            rng_seed=f"{seed}/node",
             on_event=self._event,
             on_send=self._sent,
         )

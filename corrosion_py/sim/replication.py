@@ -196,7 +196,7 @@ class ReplicationSim:
             actors=self.sites,
             cluster_id=CLUSTER_ID,
             config=swim_config,
-            seed=seed,
+            rng_seed=f"{seed}/swim",
             on_event=self._member_event,
             on_send=self._swim_sent,
         )

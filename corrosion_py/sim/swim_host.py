@@ -20,8 +20,8 @@ Rules (each effect of events.py, carried out by ``swim.host.carry_out``):
   refused connection.
 - **Start and stop.** A start is a fresh core (a restart one incarnation above the old core's)
   joining through the given nodes; a stop keeps the highest incarnation used and marks the node
-  crashed in the network. Every core's generator is seeded from the run's seed, the node and
-  its generation, so a seed fixes every draw.
+  crashed in the network. Every core's generator is seeded from ``rng_seed`` (the owner's run
+  seed and label), the node and its generation, so a seed fixes every draw.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class SwimHost:
         actors: Sequence[bytes],
         cluster_id: int,
         config: SwimConfig,
-        seed: int,
+        rng_seed: str,
         on_event: OnEvent,
         on_send: OnSend,
     ) -> None:
@@ -74,7 +74,7 @@ class SwimHost:
         self.actors = list(actors)
         self.cluster_id = cluster_id
         self.config = config
-        self.seed = seed
+        self.rng_seed = rng_seed
         self.on_event = on_event
         self.on_send = on_send
         self.addrs = [addr_of(i) for i in range(n)]
@@ -108,7 +108,7 @@ class SwimHost:
             actor_id=self.actors[i],
             addr=self.addrs[i],
             cluster_id=self.cluster_id,
-            rng=random.Random(f"{self.seed}/swim/{i}/{generation}"),
+            rng=random.Random(f"{self.rng_seed}/{i}/{generation}"),
             config=self.config,
             incarnation=self.incarnations[i],
         )

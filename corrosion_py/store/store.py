@@ -237,7 +237,7 @@ class Store:
         writer.set_authorizer(self._guard)
         self._write_lock = threading.Lock()
         self.actor_id = crdt.site_id(writer)
-        self.hlc = HLC(max_drift_ns)
+        self.hlc = HLC(max_drift_ns, lock=threading.Lock())
         self.bookie: dict[bytes, BookedVersions] = bookkeeping.load(writer)
         """Published bookkeeping per actor. Copy-on-write: an entry is never changed once
         published, only replaced under ``_bookie_lock``; readers take ``bookie_snapshot()``."""

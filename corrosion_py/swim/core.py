@@ -50,9 +50,9 @@ Theory of operation:
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -112,6 +112,9 @@ from corrosion_py.wire.swim import (
     packet_size,
     rumour_size,
 )
+
+if TYPE_CHECKING:
+    import random
 
 ALIVE, SUSPECT, DEAD, LEFT = MemberState
 
