@@ -23,8 +23,8 @@ Rules (everything that decides who is asked for what lives in this file):
   the actors, newest first; the rest waits for the next round. Chunks are cut lazily, so
   planning costs O(ranges + needs), never O(versions).
 
-Theory of operation: the shell (``corrosion_py.net.sync``) handshakes with the chosen peers,
-collects their ``SyncState``s, calls ``plan_requests`` once, and sends each server its list.
+Theory of operation: a round (``replication.sync_client.SyncRound``) gathers the chosen peers'
+``SyncState``s, calls ``plan_requests`` once, and gives each server its list.
 Time and randomness are passed in; nothing here reads a clock or a global rng.
 """
 
