@@ -68,7 +68,7 @@ from corrosion_py.store.migrations import SchemaResult
 from corrosion_py.store.store import Store, TxResult
 from corrosion_py.subs import Event, SubsConfig, Subscription, SubscriptionManager
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
-from corrosion_py.swim.events import Event as SwimEvent
+from corrosion_py.swim.events import MembershipEvent
 from corrosion_py.wire.keyring import Keyring
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class Agent:
         self.api_addr: Addr | None = None
         """The HTTP API's bound address once started (None when the agent serves none)."""
         self._left = trio.Event()
-        self._member_listeners: set[trio.MemorySendChannel[SwimEvent]] = set()
+        self._member_listeners: set[trio.MemorySendChannel[MembershipEvent]] = set()
         self.member_events_dropped = 0
 
     # -- opening and closing ---------------------------------------------------------------------
@@ -414,12 +414,14 @@ class Agent:
         return self.apply_queue.p99_lag(window)
 
     @asynccontextmanager
-    async def member_events(self, buffer: int = 1024) -> AsyncIterator[AsyncIterator[SwimEvent]]:
+    async def member_events(
+        self, buffer: int = 1024
+    ) -> AsyncIterator[AsyncIterator[MembershipEvent]]:
         """Membership changes as they happen (`MemberUp`, `MemberSuspect`, `MemberDown`,
         `MemberLeft`, ...): yields an iterator. A listener more than ``buffer`` events behind
         misses the newer ones (counted in ``member_events_dropped``); ``members()`` is the
         current view."""
-        send, receive = trio.open_memory_channel[SwimEvent](buffer)
+        send, receive = trio.open_memory_channel[MembershipEvent](buffer)
         self._member_listeners.add(send)
         try:
             yield receive

@@ -23,7 +23,7 @@ from corrosion_py.net import pushpull
 from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.swim import Swim
-from corrosion_py.swim.events import Effect, Event, MemberInfo, Timer
+from corrosion_py.swim.events import Effect, MemberInfo, MembershipEvent, Timer
 from corrosion_py.swim.host import carry_out
 from corrosion_py.wire.errors import FrameTooLarge
 from corrosion_py.wire.framing import FrameReader
@@ -48,7 +48,7 @@ class Membership:
         self.core = core
         self.endpoint = endpoint
         self.security = security
-        self._events_send, self.events = trio.open_memory_channel[Event](events_size)
+        self._events_send, self.events = trio.open_memory_channel[MembershipEvent](events_size)
         self.events_dropped = 0
         self.push_pull_stats: Counter[str] = Counter()
         """Push-pulls by outcome: ok, failed (with the error kind), skipped, served."""
@@ -94,7 +94,7 @@ class Membership:
         assert self._nursery is not None, "run() must be started first"
         self._nursery.start_soon(self._timer, delay, token)
 
-    def notify(self, event: Event) -> None:
+    def notify(self, event: MembershipEvent) -> None:
         try:
             self._events_send.send_nowait(event)
         except trio.WouldBlock:

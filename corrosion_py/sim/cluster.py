@@ -31,7 +31,7 @@ from corrosion_py.sim.network import Link, Network
 from corrosion_py.sim.scheduler import TIMER, Scheduler
 from corrosion_py.sim.swim_host import SwimHost, addr_of
 from corrosion_py.sim.trace import Trace
-from corrosion_py.swim import LAN, Event, LeaveComplete, MemberState, Swim, SwimConfig
+from corrosion_py.swim import LAN, LeaveComplete, MembershipEvent, MemberState, Swim, SwimConfig
 
 CLUSTER_ID = 7
 
@@ -167,7 +167,7 @@ class Simulation:
         self.metrics.bytes_sent[i] += size
         self.metrics.packets_sent[i] += 1
 
-    def _event(self, i: int, event: Event, member: int | None) -> None:
+    def _event(self, i: int, event: MembershipEvent, member: int | None) -> None:
         info = getattr(event, "member", None)
         if member is None or info is None:
             if isinstance(event, LeaveComplete):

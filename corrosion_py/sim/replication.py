@@ -77,7 +77,7 @@ from corrosion_py.sim.swim_host import SwimHost, addr_of
 from corrosion_py.sim.trace import BROADCAST, INJECTED, Trace
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.store import ApplyInterrupted, Store, TxResult
-from corrosion_py.swim import LAN, Event, SwimConfig
+from corrosion_py.swim import LAN, MembershipEvent, SwimConfig
 from corrosion_py.wire.codec import decode, encode
 from corrosion_py.wire.messages import Item, Message, NeedPartial
 
@@ -699,7 +699,7 @@ class ReplicationSim:
         self.stats["swim_datagrams"] += 1
         self.stats["swim_bytes"] += size
 
-    def _member_event(self, i: int, event: Event, member: int | None) -> None:
+    def _member_event(self, i: int, event: MembershipEvent, member: int | None) -> None:
         node = self.nodes[i]
         if member is not None and node is not None:
             node.peers = None  # the view may have changed

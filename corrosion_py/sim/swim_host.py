@@ -33,14 +33,14 @@ from corrosion_py.addr import Addr
 from corrosion_py.sim.network import Network
 from corrosion_py.sim.scheduler import DELIVERY, TIMER, Scheduler
 from corrosion_py.sim.trace import NO_NODE, SWIM, Trace
-from corrosion_py.swim import Effect, Event, MemberState, Swim, SwimConfig, Timer
+from corrosion_py.swim import Effect, MembershipEvent, MemberState, Swim, SwimConfig, Timer
 from corrosion_py.swim.host import carry_out
 from corrosion_py.wire.swim import Feed, NodeId, Packet, Rumour, encode_packet
 
 _ALIVE_EVENTS = frozenset({"MemberUp", "MemberRecovered", "MemberRejoined"})
 _GONE_EVENTS = frozenset({"MemberSuspect", "MemberDown", "MemberLeft"})
 
-OnEvent = Callable[[int, Event, int | None], None]
+OnEvent = Callable[[int, MembershipEvent, int | None], None]
 """(observer, event, member's node index or None)."""
 OnSend = Callable[[int, int], None]
 """(sender, bytes) of every SWIM datagram sent."""
@@ -163,7 +163,7 @@ class SwimHost:
         if core is not None and generation == self.generation[i]:
             self.run(i, core.handle_timer(self.scheduler.now, token))
 
-    def _notify(self, i: int, event: Event) -> None:
+    def _notify(self, i: int, event: MembershipEvent) -> None:
         name = type(event).__name__
         info = getattr(event, "member", None)
         now = self.scheduler.now
@@ -239,7 +239,7 @@ class _NodeHost:
         arg = (i, host.generation[i], token)
         host.scheduler.at(host.scheduler.now + delay, TIMER, host._fire, arg)
 
-    def notify(self, event: Event) -> None:
+    def notify(self, event: MembershipEvent) -> None:
         self.host._notify(self.i, event)
 
     def push_pull(self, addr: Addr, members: tuple[Rumour, ...]) -> None:

@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from corrosion_py.addr import Addr
-from corrosion_py.swim.events import Effect, Event, Notify, PushPull, Send, SetTimer, Timer
+from corrosion_py.swim.events import (
+    Effect,
+    MembershipEvent,
+    Notify,
+    PushPull,
+    Send,
+    SetTimer,
+    Timer,
+)
 from corrosion_py.wire.swim import Packet, Rumour
 
 
@@ -23,7 +31,7 @@ class Host(Protocol):
 
     def set_timer(self, delay: float, token: Timer) -> None: ...
 
-    def notify(self, event: Event) -> None: ...
+    def notify(self, event: MembershipEvent) -> None: ...
 
     def push_pull(self, addr: Addr, members: tuple[Rumour, ...]) -> None: ...
 

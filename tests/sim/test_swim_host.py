@@ -10,7 +10,7 @@ from corrosion_py.sim import Link, Network, Scheduler, Simulation
 from corrosion_py.sim.replication import ReplicationSim
 from corrosion_py.sim.swim_host import SwimHost, addr_of
 from corrosion_py.sim.trace import Trace
-from corrosion_py.swim import LOCAL, Event, PushPull
+from corrosion_py.swim import LOCAL, MembershipEvent, PushPull
 
 
 def test_both_simulators_run_their_cores_on_the_swim_host(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_push_pull_is_cut_by_a_partition_and_completes_once_healed() -> None:
     network = Network(random.Random(0), Link(loss=0.0))
     events: list[tuple[int, str, int | None]] = []
 
-    def on_event(i: int, event: Event, member: int | None) -> None:
+    def on_event(i: int, event: MembershipEvent, member: int | None) -> None:
         events.append((i, type(event).__name__, member))
 
     host = SwimHost(

@@ -7,8 +7,8 @@ import pytest
 
 from corrosion_py.addr import Addr
 from corrosion_py.swim import (
-    Event,
     LeaveComplete,
+    MembershipEvent,
     MemberState,
     Notify,
     ProbeTick,
@@ -36,7 +36,7 @@ class Recorder:
     def set_timer(self, delay: float, token: Timer) -> None:
         self.calls.append(("set_timer", delay, token))
 
-    def notify(self, event: Event) -> None:
+    def notify(self, event: MembershipEvent) -> None:
         self.calls.append(("notify", event))
 
     def push_pull(self, addr: Addr, members: tuple[Rumour, ...]) -> None:
