@@ -9,7 +9,7 @@ Rules:
 
 - **One port.** The gossip address is UDP (SWIM packets and changeset broadcasts, routed by
   their tag) and TCP on the same number (anti-entropy sync and SWIM push-pull, routed by the
-  first frame).
+  first frame): net/port.py routes, the agent only says where to.
 - **Identity survives restarts.** The actor id is the database's site id. The member list is
   saved in the store (every ``save_members_interval`` and at shutdown) together with this
   node's own incarnation; a restart comes back one incarnation higher and tries the saved
