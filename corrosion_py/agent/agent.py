@@ -13,7 +13,7 @@ Rules:
   them (``corrosion_py.runner`` serves the HTTP API and the admin socket beside it).
 - **One port.** The gossip address is UDP (SWIM packets and changeset broadcasts, routed by
   their tag) and TCP on the same number (anti-entropy sync and SWIM push-pull, routed by the
-  first frame).
+  first frame): net/port.py routes, the agent only says where to.
 - **Identity survives restarts.** The actor id is the database's site id. The member list is
   saved in the store (every ``save_members_interval`` and at shutdown) together with this
   node's own incarnation; a restart comes back one incarnation higher and tries the saved
@@ -51,7 +51,7 @@ import attrs
 import trio
 
 from corrosion_py.addr import Addr, format_addr, is_loopback, parse_addr
-from corrosion_py.agent.apply_queue import ApplyQueue
+from corrosion_py.agent.apply_loop import ApplyLoop
 from corrosion_py.agent.reports import Health, count_gaps, count_rows
 from corrosion_py.aliases import Params, Statement
 from corrosion_py.api_types import TableStats
@@ -59,12 +59,14 @@ from corrosion_py.errors import CorrosionError, GossipKeyError, StorageFault, le
 from corrosion_py.net.broadcast import Gossiper
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
-from corrosion_py.net.secure import GossipSecurity, SecureStream, read_keyring_file
-from corrosion_py.net.sync import SyncServer
+from corrosion_py.net.port import GossipPort, Routes, open_gossip_port
+from corrosion_py.net.secure import GossipSecurity, read_keyring_file
 from corrosion_py.net.sync_loop import Syncer
-from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
+from corrosion_py.net.sync_server import SyncServer
 from corrosion_py.replication import BroadcastConfig, Broadcaster, Peer, missing_versions
+from corrosion_py.replication.apply_queue import ApplyQueue
 from corrosion_py.replication.chunking import DEFAULT_BUDGET
+from corrosion_py.replication.gossip import Gossip
 from corrosion_py.store import lock as db_lock
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.cursor import ReadCursor
@@ -73,22 +75,13 @@ from corrosion_py.store.migrations import SchemaResult
 from corrosion_py.store.store import Store, TxResult
 from corrosion_py.subs import Event, Notify, SubsConfig, Subscription, SubscriptionManager
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
-from corrosion_py.swim.events import Event as SwimEvent
-from corrosion_py.wire import peek_tag
-from corrosion_py.wire.framing import FrameReader
+from corrosion_py.swim.events import MembershipEvent
 from corrosion_py.wire.keyring import Keyring
 from corrosion_py.wire.messages import SyncState
-from corrosion_py.wire.swim import SWIM_TAGS
 
 log = logging.getLogger(__name__)
 
 ARRIVALS_KEPT = 100_000
-MAX_HANDSHAKES = 64
-"""Gossip TCP connections in their encryption handshake at once; more are closed at once and
-counted (each handshake lasts at most the handshake timeout)."""
-MAX_PLAINTEXT_STREAMS = 64
-"""Without keys, gossip TCP connections served at once (push-pulls and sync sessions, each
-bounded in time); more are closed at once and counted in ``tcp_refused_busy``."""
 
 _STATES = {
     MemberState.ALIVE: "alive",
@@ -195,12 +188,13 @@ class Agent:
         self,
         config: AgentConfig,
         store: Store,
-        endpoint: UdpEndpoint,
+        port: GossipPort,
         incarnation: int,
     ) -> None:
         self.config = config
         self.store = store
-        self.endpoint = endpoint
+        self.port = port
+        self.endpoint = endpoint = port.endpoint
         self.security = endpoint.security
         """Keys and counters of sealed gossip (None: plaintext)."""
         rng = random.Random(config.seed)
@@ -216,25 +210,26 @@ class Agent:
             config=swim,
             incarnation=incarnation,
         )
-        self.membership = Membership(core, endpoint, receive=False, security=self.security)
+        self.membership = Membership(core, endpoint, security=self.security)
         self.arrivals: deque[tuple[bytes, int, float]] = deque(maxlen=ARRIVALS_KEPT)
         """(actor, version, wall time) of every version written or applied here, newest last:
         what propagation measurements read (bounded; the oldest fall off)."""
-        self.apply_queue = ApplyQueue(
-            store, max_items=config.apply_queue_len, on_applied=self._applied
+        self.apply_queue = ApplyLoop(
+            store, ApplyQueue(max_items=config.apply_queue_len), on_applied=self._applied
         )
-        self.gossiper = Gossiper(
+        gossip = Gossip(
             Broadcaster(config.broadcast, random.Random(rng.random())),
-            endpoint,
-            store,
-            self.apply_queue,
             cluster_id=config.cluster_id,
+            own_actor=store.actor_id,
             peers=self._peers,
+            bookie=store.bookie_snapshot,
             is_member=lambda actor: core.member(actor) is not None,
+            budget=min(DEFAULT_BUDGET, endpoint.max_payload),  # a piece fits once sealed
         )
+        self.gossiper = Gossiper(gossip, endpoint, enqueue=self.apply_queue.put_nowait)
         self.syncer = Syncer(
             store,
-            self.apply_queue,
+            self.apply_queue.put,
             cluster_id=config.cluster_id,
             members=self.alive_members,
             rng=random.Random(rng.random()),
@@ -247,21 +242,14 @@ class Agent:
             config.cluster_id,
             is_member=self._is_member,
             idle_timeout=config.sync_idle_timeout,
-            push_pull=self._serve_push_pull,
         )
         subs_path = config.subscriptions_path or config.db_path.with_name(
             config.db_path.name + ".subs.db"
         )
         self.subs = SubscriptionManager(store, subs_path, config.subs)
-        self.stats_udp_unrouted = 0
-        self._heard: dict[Addr, float] = {}
-        """Wall time of the last datagram from each address (pruned to members)."""
         self._left = trio.Event()
-        self._member_listeners: set[trio.MemorySendChannel[SwimEvent]] = set()
+        self._member_listeners: set[trio.MemorySendChannel[MembershipEvent]] = set()
         self.member_events_dropped = 0
-        self._handshakes = 0
-        self._plaintext_streams = 0
-        self.tcp_refused_busy = 0
 
     # -- opening and closing ---------------------------------------------------------------------
 
@@ -294,13 +282,11 @@ class Agent:
         # the port first: a node that cannot bind it stops before creating its database
         async with open_gossip_port(
             host, port, faults=config.faults, seed=config.seed, security=security
-        ) as (endpoint, listeners):
-            budget = min(DEFAULT_BUDGET, endpoint.max_payload)  # a piece fits once sealed
+        ) as gossip_port:
             store = await trio.to_thread.run_sync(
                 lambda: Store.open(
                     config.db_path,
                     schema_paths=config.schema_paths,
-                    chunk_budget=budget,
                     tx_timeout=config.sql_tx_timeout,
                     integrity_check_timeout=config.integrity_check_timeout,
                 )
@@ -312,8 +298,8 @@ class Agent:
                 own = [r for r in saved if r.actor_id == store.actor_id]
                 incarnation = own[0].incarnation + 1 if own else 0
                 async with trio.open_nursery() as nursery:
-                    agent = cls(config, store, endpoint, incarnation)
-                    await agent._start(nursery, listeners, saved)
+                    agent = cls(config, store, gossip_port, incarnation)
+                    await agent._start(nursery, saved)
                     try:
                         yield agent
                     finally:
@@ -327,7 +313,6 @@ class Agent:
     async def _start(
         self,
         nursery: trio.Nursery,
-        listeners: list[trio.SocketListener],
         saved: Sequence[MemberRecord],
     ) -> None:
         await nursery.start(self.subs.run)
@@ -335,8 +320,13 @@ class Agent:
         await nursery.start(self.membership.run)
         await nursery.start(self.apply_queue.run)
         await nursery.start(self.gossiper.run)
-        nursery.start_soon(self._receive)
-        nursery.start_soon(trio.serve_listeners, self._serve_tcp, listeners)
+        routes = Routes(
+            swim=self.membership.handle_datagram,
+            broadcast=self.gossiper.handle_datagram,
+            push_pull=self.membership.serve_push_pull,
+            sync=lambda stream, first, peer: self.sync_server.serve(stream, first),
+        )
+        await nursery.start(self.port.serve, routes)
         nursery.start_soon(self._save_members_loop)
         _log_gossip_mode(self.config, self.security.keyring if self.security else None,
                          self.gossip_addr)  # fmt: skip
@@ -490,12 +480,14 @@ class Agent:
         return self.apply_queue.p99_lag(window)
 
     @asynccontextmanager
-    async def member_events(self, buffer: int = 1024) -> AsyncIterator[AsyncIterator[SwimEvent]]:
+    async def member_events(
+        self, buffer: int = 1024
+    ) -> AsyncIterator[AsyncIterator[MembershipEvent]]:
         """Membership changes as they happen (`MemberUp`, `MemberSuspect`, `MemberDown`,
         `MemberLeft`, ...): yields an iterator. A listener more than ``buffer`` events behind
         misses the newer ones (counted in ``member_events_dropped``); ``members()`` is the
         current view."""
-        send, receive = trio.open_memory_channel[SwimEvent](buffer)
+        send, receive = trio.open_memory_channel[MembershipEvent](buffer)
         self._member_listeners.add(send)
         try:
             yield receive
@@ -557,7 +549,7 @@ class Agent:
 
     def last_seen(self, addr: Addr) -> float | None:
         """Wall time of the last datagram received from ``addr`` (None: none yet)."""
-        return self._heard.get(addr)
+        return self.port.last_seen(addr)
 
     def block(self, addrs: Sequence[Addr]) -> None:
         """Cut this node's traffic to ``addrs`` (datagrams and the streams it opens); an empty
@@ -618,8 +610,8 @@ class Agent:
             "sync_server": attrs.asdict(self.sync_server.stats),
             "swim": dict(self.membership.core.stats),
             "push_pull": dict(self.membership.push_pull_stats),
-            "udp": {**attrs.asdict(self.endpoint.stats), "unrouted": self.stats_udp_unrouted},
-            "tcp": {"refused_busy": self.tcp_refused_busy},
+            "udp": {**attrs.asdict(self.endpoint.stats), **self.port.udp_stats},
+            "tcp": {"refused_busy": 0, **self.port.tcp_stats},
             "security": self.security.stats() if self.security is not None else None,
         }  # fmt: skip
 
@@ -636,63 +628,6 @@ class Agent:
     def _peers(self) -> list[Peer]:
         return [Peer(m.actor_id, m.addr) for m in self.alive_members()]
 
-    async def _receive(self) -> None:
-        """Route each datagram to SWIM or broadcast by its tag."""
-        while True:
-            addr, data = await self.endpoint.receive()
-            self._heard[addr] = time.time()
-            tag = peek_tag(data)
-            if tag in SWIM_TAGS:
-                await self.membership.handle_datagram(addr, data)
-            elif tag is not None:
-                await self.gossiper.handle_datagram(addr, data)
-            else:
-                self.stats_udp_unrouted += 1
-
-    async def _serve_tcp(self, raw: trio.SocketStream) -> None:
-        """A connection to the gossip port: sealed first (when keyed), then the sync server,
-        which hands push-pulls on."""
-        if self.security is None:
-            if self._plaintext_streams >= MAX_PLAINTEXT_STREAMS:
-                self.tcp_refused_busy += 1
-                with trio.CancelScope(shield=True):
-                    await trio.aclose_forcefully(raw)
-                return
-            self._plaintext_streams += 1
-            try:
-                await self.sync_server.serve(raw)
-            finally:
-                self._plaintext_streams -= 1
-            return
-        stream: SecureStream | None = None
-        if self._handshakes >= MAX_HANDSHAKES:
-            self.security.streams["refused_busy"] += 1
-        else:
-            self._handshakes += 1
-            try:
-                host, port = raw.socket.getpeername()[:2]
-                stream = await self.security.server(raw, (host, port))
-            except (OSError, trio.BrokenResourceError):
-                self.security.streams["failed_io"] += 1
-            finally:
-                self._handshakes -= 1
-        if stream is None:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(raw)
-            return
-        await self.sync_server.serve(stream)
-
-    async def _serve_push_pull(self, stream: trio.abc.Stream, first: bytes) -> None:
-        peer: Addr = ("", 0)
-        if isinstance(stream, SecureStream):
-            peer = stream.peer
-        elif isinstance(stream, trio.SocketStream):
-            host, port = stream.socket.getpeername()[:2]
-            peer = (host, port)
-        async with stream:
-            reader = FrameReader(1 << 20)
-            await self.membership.serve_push_pull(stream, reader, [first], peer)
-
     def _is_member(self, actor: bytes) -> bool:
         """Whether ``actor`` may hold a sync session here: a member SWIM holds alive or suspect."""
         member = self.membership.core.member(actor)
@@ -702,8 +637,7 @@ class Agent:
         while True:
             await trio.sleep(self.config.save_members_interval)
             known = {m.addr for m in self.membership.members()}
-            for addr in [a for a in self._heard if a not in known]:
-                del self._heard[addr]  # bounded by the member list
+            self.port.forget(known.__contains__)  # last_seen: members only
             await self._save_members()
 
     async def _save_members(self) -> None:

@@ -23,8 +23,6 @@ def param(text: str) -> Any:
         return text
 
 
-
-
 def split_sql(text: str) -> list[str]:
     """Statements of ``text`` (split at the ``;`` that end complete statements, so semicolons in
     strings and trigger bodies stay), without the empty ones."""

@@ -1,5 +1,5 @@
-"""The trio shell around the SWIM core: feeds it datagrams and timers from a UDP endpoint and
-carries out its effects.
+"""The trio shell around the SWIM core: feeds it datagrams and timers and carries out its
+effects (through ``swim.host.carry_out``, the dispatch every host shares).
 
 The core is sans-IO (`corrosion_py.swim`); this module owns the I/O only: the monotonic clock
 (`trio.current_time`), one task per pending timer (the core ignores stale timer tokens, so none
@@ -7,7 +7,8 @@ is ever cancelled), encoding and sending packets, and handing events to the appl
 a bounded channel (when nobody reads and it is full, events are dropped and counted: the member
 list itself is always available from `members()`), and push-pulls over TCP (net/pushpull.py):
 at most ``MAX_PUSH_PULLS`` run at once, further requests are skipped and counted (the core asks
-again at its next tick).
+again at its next tick). The gossip port (net/port.py) routes SWIM datagrams to
+``handle_datagram`` and push-pull connections to ``serve_push_pull``.
 """
 
 from __future__ import annotations
@@ -22,26 +23,17 @@ from corrosion_py.net import pushpull
 from corrosion_py.net.secure import GossipSecurity
 from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.swim import Swim
-from corrosion_py.swim.events import (
-    Effect,
-    Event,
-    MemberInfo,
-    Notify,
-    PushPull,
-    Send,
-    SetTimer,
-    Timer,
-)
+from corrosion_py.swim.events import Effect, MemberInfo, MembershipEvent, Timer
+from corrosion_py.swim.host import carry_out
 from corrosion_py.wire.errors import FrameTooLarge
 from corrosion_py.wire.framing import FrameReader
-from corrosion_py.wire.swim import Rumour, encode_packet
+from corrosion_py.wire.swim import Packet, Rumour, encode_packet
 
 MAX_PUSH_PULLS = 4
-FIRST_FRAME_TIMEOUT = 5.0
 
 
 class Membership:
-    """Runs one SWIM core on one UDP endpoint. Start `run` in a nursery (`nursery.start`)."""
+    """Runs one SWIM core over one UDP endpoint. Start `run` in a nursery (`nursery.start`)."""
 
     def __init__(
         self,
@@ -49,37 +41,30 @@ class Membership:
         endpoint: UdpEndpoint,
         *,
         events_size: int = 1024,
-        receive: bool = True,
         security: GossipSecurity | None = None,
     ) -> None:
-        """``receive=False``: the owner of the endpoint reads it and routes SWIM datagrams to
-        ``handle_datagram`` (the agent shares the socket with changeset broadcast).
-        ``security``: push-pull streams are sealed (the endpoint's datagrams are sealed by
+        """``security``: push-pull streams are sealed (the endpoint's datagrams are sealed by
         the endpoint itself)."""
         self.core = core
         self.endpoint = endpoint
         self.security = security
-        self._receive = receive
-        self._events_send, self.events = trio.open_memory_channel[Event](events_size)
+        self._events_send, self.events = trio.open_memory_channel[MembershipEvent](events_size)
         self.events_dropped = 0
         self.push_pull_stats: Counter[str] = Counter()
         """Push-pulls by outcome: ok, failed (with the error kind), skipped, served."""
         self._push_pulls = 0
         self._nursery: trio.Nursery | None = None
+        self._outbox: list[tuple[Addr, Packet]] = []
 
     def members(self) -> list[MemberInfo]:
         return self.core.members()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Receive and dispatch until cancelled."""
+        """Host the core's timers and push-pulls until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            if not self._receive:
-                await trio.sleep_forever()
-            while True:
-                addr, data = await self.endpoint.receive()
-                await self.handle_datagram(addr, data)
+            await trio.sleep_forever()
 
     async def handle_datagram(self, addr: Addr, data: bytes) -> None:
         """Hand one SWIM datagram to the core."""
@@ -94,68 +79,50 @@ class Membership:
         await self._carry_out(self.core.leave(trio.current_time()))
 
     async def _carry_out(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, Send):
-                await self.endpoint.send(effect.addr, encode_packet(effect.packet, check=False))
-            elif isinstance(effect, SetTimer):
-                assert self._nursery is not None, "run() must be started first"
-                self._nursery.start_soon(self._timer, effect.delay, effect.token)
-            elif isinstance(effect, Notify):
-                try:
-                    self._events_send.send_nowait(effect.event)
-                except trio.WouldBlock:
-                    self.events_dropped += 1
-            elif isinstance(effect, PushPull):
-                assert self._nursery is not None, "run() must be started first"
-                if self._push_pulls >= MAX_PUSH_PULLS:
-                    self.push_pull_stats["skipped"] += 1
-                else:
-                    self._push_pulls += 1
-                    self._nursery.start_soon(self._push_pull, effect.addr)
+        """Carry out ``effects``: timers, events and push-pulls at once, then the sends."""
+        carry_out(effects, self)
+        outbox, self._outbox = self._outbox, []
+        for addr, packet in outbox:
+            await self.endpoint.send(addr, encode_packet(packet, check=False))
+
+    # -- swim.host.Host ---------------------------------------------------------------------------
+
+    def send(self, addr: Addr, packet: Packet) -> None:
+        self._outbox.append((addr, packet))
+
+    def set_timer(self, delay: float, token: Timer) -> None:
+        assert self._nursery is not None, "run() must be started first"
+        self._nursery.start_soon(self._timer, delay, token)
+
+    def notify(self, event: MembershipEvent) -> None:
+        try:
+            self._events_send.send_nowait(event)
+        except trio.WouldBlock:
+            self.events_dropped += 1
+
+    def push_pull(self, addr: Addr, members: tuple[Rumour, ...]) -> None:
+        assert self._nursery is not None, "run() must be started first"
+        if self._push_pulls >= MAX_PUSH_PULLS:
+            self.push_pull_stats["skipped"] += 1
+        else:
+            self._push_pulls += 1
+            self._nursery.start_soon(self._push_pull, addr)
+
+    # -- push-pull --------------------------------------------------------------------------------
 
     async def merge(self, addr: Addr, members: Sequence[Rumour]) -> None:
         """Hand a peer's full member list to the core (either side of a push-pull)."""
         await self._carry_out(self.core.handle_push_pull(trio.current_time(), addr, members))
 
-    async def serve_push_pull(
-        self, stream: trio.abc.Stream, reader: FrameReader, pending: list[bytes], peer: Addr
-    ) -> None:
-        """Answer a push-pull whose first frames a TCP dispatcher already read."""
+    async def serve_push_pull(self, stream: trio.abc.Stream, first: bytes, peer: Addr) -> None:
+        """Answer a push-pull whose first frame the gossip port read (its route handler)."""
         try:
-            await pushpull.serve(stream, reader, pending, self.core, self.merge, peer)
+            reader = FrameReader(pushpull.MAX_FRAME)
+            await pushpull.serve(stream, reader, [first], self.core, self.merge, peer)
             self.push_pull_stats["served"] += 1
         except (OSError, trio.BrokenResourceError, trio.TooSlowError, pushpull.PushPullError,
                 FrameTooLarge) as e:  # fmt: skip
             self.push_pull_stats[f"serve_failed_{type(e).__name__}"] += 1
-
-    async def serve_tcp_stream(self, raw: trio.SocketStream) -> None:
-        """A TCP handler (for ``trio.serve_tcp``) for a node whose port serves push-pull only."""
-        async with raw:
-            try:
-                host, port = raw.socket.getpeername()[:2]
-            except OSError:  # the peer is already gone
-                self.push_pull_stats["serve_failed_first_frame"] += 1
-                return
-            stream: trio.abc.Stream = raw
-            if self.security is not None:
-                secured = await self.security.server(raw, (host, port))
-                if secured is None:
-                    self.push_pull_stats["serve_failed_handshake"] += 1
-                    return
-                stream = secured
-            reader = FrameReader(pushpull.MAX_FRAME)
-            pending: list[bytes] = []
-            try:
-                with trio.fail_after(FIRST_FRAME_TIMEOUT):
-                    while not pending:
-                        data = await stream.receive_some(pushpull.MAX_FRAME)
-                        if not data:
-                            return
-                        pending = reader.feed(bytes(data))
-            except (trio.TooSlowError, trio.BrokenResourceError, OSError, FrameTooLarge):
-                self.push_pull_stats["serve_failed_first_frame"] += 1
-                return
-            await self.serve_push_pull(stream, reader, pending, (host, port))
 
     async def _push_pull(self, addr: Addr) -> None:
         if (self.endpoint.addr, addr) in self.endpoint.faults.blocked:

@@ -9,9 +9,9 @@ Rules:
 - A list is bounded (``MAX_FRAMES`` frames of ``MAX_FRAME`` bytes) and the whole exchange has a
   deadline; a frame that does not decode, belongs to another cluster or is not a Feed ends the
   exchange, is counted in the membership's ``stats`` and changes nothing.
-- The TCP listener is the sync server's (net/sync.py), on the gossip port: its first frame
-  tells a push-pull (a SWIM tag) from a sync session. A node without one simply never answers
-  push-pulls; its peers' exchanges fail and are counted.
+- The TCP listener is the gossip port's (net/port.py): its first frame tells a push-pull (a
+  SWIM tag) from a sync session, and a push-pull goes to ``Membership.serve_push_pull`` with
+  that frame already read.
 - With a `GossipSecurity` the stream is sealed (net/secure.py) before the first frame: the
   client opens it with the handshake, the server's listener has done so before dispatching.
 """

@@ -1,13 +1,14 @@
 """The periodic anti-entropy loop: every few seconds, sync with a few members over TCP.
 
-Rules (the choice and planning are replication/sync_plan.py, the sessions net/sync.py):
+Rules (the choice, planning and what to believe are replication/sync_client.py and
+replication/sync_plan.py, the sessions net/sync_client.py):
 
 - Rounds are ``jittered_interval(low, high)`` apart (1-15 s by default), so a cluster's rounds
   do not line up. The first round starts soon after start (``first_delay``): a new or restarted
   node catches up at once instead of waiting for the jitter.
-- Candidates are the members SWIM holds alive; ``choose_peers`` prefers those whose own
-  versions we miss most, then those not synced longest.
-- Changesets go to the apply queue with waiting puts (backpressure through TCP).
+- Candidates are the members SWIM holds alive (by address); ``SyncClient.choose`` prefers
+  those whose own versions we miss most, then those not synced longest.
+- Changesets go to ``deliver``: the apply queue's waiting puts (backpressure through TCP).
 - A round that fails with every peer is counted; the loop goes on. ``failures`` counts the
   rounds failed in a row. The node reports that it cannot sync (``trouble``, for health: its
   ``gaps`` only count versions it has heard of) from ``CANNOT_SYNC_AFTER`` failed rounds in a
@@ -16,9 +17,8 @@ Rules (the choice and planning are replication/sync_plan.py, the sessions net/sy
 - No rounds while the store refuses writes for good (a corrupt file): what they brought could
   not be applied. A transient fault (a full disk) does not stop them: the apply queue holds
   what they bring, waits for room, and its retries find out when space is back.
-- The actors a member's sync state advertises are remembered (``learnt``, at most
-  ``LEARNT_ACTORS``, the least recently advertised forgotten first): with the members, they are
-  the actors whose missing versions health counts.
+- The actors a member's sync state advertises are remembered (``learnt``, bounded by the
+  sync client): with the members, they are the actors whose missing versions health counts.
 """
 
 from __future__ import annotations
@@ -33,18 +33,17 @@ import trio
 
 from corrosion_py.addr import Addr
 from corrosion_py.net.secure import GossipSecurity
-from corrosion_py.net.sync import SyncReport, sync_with
-from corrosion_py.replication import choose_peers, jittered_interval, missing_versions
+from corrosion_py.net.sync_client import Deliver, SyncReport, sync_with
+from corrosion_py.replication.sync_client import SyncClient
+from corrosion_py.replication.sync_plan import missing_versions
 from corrosion_py.store.store import Store
 from corrosion_py.swim.events import MemberInfo
-from corrosion_py.wire.messages import SyncState
 
 if TYPE_CHECKING:  # its type only: the agent, which owns the queue, imports this module
-    from corrosion_py.agent.apply_queue import ApplyQueue
+    pass
 
 CANNOT_SYNC_AFTER = 3  # rounds failed in a row before the node reports it cannot sync
 STALE_AFTER = 60.0  # seconds without a round that worked (at least 4 intervals)
-LEARNT_ACTORS = 65_536
 
 
 class Syncer:
@@ -53,7 +52,7 @@ class Syncer:
     def __init__(
         self,
         store: Store,
-        queue: ApplyQueue,
+        deliver: Deliver,
         *,
         cluster_id: int,
         members: Callable[[], Sequence[MemberInfo]],
@@ -65,11 +64,10 @@ class Syncer:
         stale_after: float | None = None,
     ) -> None:
         self.store = store
-        self.queue = queue
+        self.deliver = deliver
         self.cluster_id = cluster_id
         self.members = members
-        self.rng = rng
-        self.interval = interval
+        self.client = SyncClient[Addr](rng, interval)
         self.first_delay = first_delay
         self.blocked = blocked
         """Peers the fault layer cuts off (tests): skipped as if unreachable."""
@@ -77,7 +75,6 @@ class Syncer:
         self.stats: Counter[str] = Counter()
         """rounds, rounds_ok, rounds_failed, rounds_idle (nobody to sync with), rounds_paused
         (corrupt store), changesets."""
-        self.last_sync: dict[bytes, float] = {}
         self.last_report: SyncReport | None = None
         self.stale_after = stale_after or max(STALE_AFTER, 4 * interval[1])
         self.failures = 0
@@ -87,8 +84,11 @@ class Syncer:
         the last round worked, or there was nobody to sync with)."""
         self.last_ok: float | None = None
         """trio time of the last round that worked (None: none yet)."""
-        self.learnt: OrderedDict[bytes, None] = OrderedDict()
+
+    @property
+    def learnt(self) -> OrderedDict[bytes, None]:
         """Actors advertised by a member we synced with, most recent last (bounded)."""
+        return self.client.learnt
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sync rounds until cancelled."""
@@ -96,7 +96,7 @@ class Syncer:
         await trio.sleep(self.first_delay)
         while True:
             await self.round()
-            await trio.sleep(jittered_interval(self.rng, *self.interval))
+            await trio.sleep(self.client.next_interval())
 
     def trouble(self, now: float) -> str | None:
         """Why this node cannot sync, or None (``now``: wall time)."""
@@ -123,7 +123,7 @@ class Syncer:
         if self.store.faults.corrupt:
             self.stats["rounds_paused"] += 1
             return None
-        alive = {m.actor_id: m.addr for m in self.members() if not self.blocked(m.addr)}
+        alive = {m.addr: m.actor_id for m in self.members() if not self.blocked(m.addr)}
         if not alive:  # nobody to sync with is not a failure to sync (`members` says so)
             self.stats["rounds_idle"] += 1
             self.failures, self.unsynced_since = 0, None
@@ -131,22 +131,18 @@ class Syncer:
         if self.unsynced_since is None:
             self.unsynced_since = time.time()
         missing = missing_versions(self.store.sync_state())
-        chosen = choose_peers(list(alive), rng=self.rng, missing=missing, last_sync=self.last_sync)
+        chosen = self.client.choose(
+            list(alive), {addr: missing.get(actor, 0) for addr, actor in alive.items()}
+        )
         report = await sync_with(
             self.store,
             self.cluster_id,
-            [alive[a] for a in chosen],
-            self.queue.put,
-            rng=self.rng,
+            chosen,
+            self.deliver,
+            client=self.client,
             security=self.security,
-            learn=self._learn,
         )
         now = trio.current_time()
-        by_addr = report.by_addr()
-        for actor in chosen:
-            peer = by_addr.get(alive[actor])
-            if peer is not None and peer.ok:
-                self.last_sync[actor] = now
         self.stats["rounds"] += 1
         self.stats["rounds_ok" if report.ok else "rounds_failed"] += 1
         if report.ok:
@@ -156,10 +152,3 @@ class Syncer:
         self.stats["changesets"] += report.changesets
         self.last_report = report
         return report
-
-    def _learn(self, state: SyncState) -> None:
-        for actor in state.heads:
-            self.learnt[actor] = None
-            self.learnt.move_to_end(actor)
-        while len(self.learnt) > LEARNT_ACTORS:
-            self.learnt.popitem(last=False)

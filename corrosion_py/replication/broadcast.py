@@ -55,14 +55,17 @@ import bisect
 import heapq
 import math
 import operator
-import random
 from collections import Counter, OrderedDict
 from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from attrs import validators
 
 from corrosion_py.addr import Addr
+
+if TYPE_CHECKING:
+    import random
 
 
 def max_transmissions(n: int) -> int:

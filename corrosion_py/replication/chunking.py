@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from corrosion_py.crdt import Change
+from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD, encoded_change_size
 from corrosion_py.wire.messages import Changeset
 
 DEFAULT_BUDGET = 1100  # one UDP datagram's payload after headers
@@ -44,3 +45,18 @@ def chunk(
         piece.append(change)
         size += cost
     yield Changeset(actor_id, version, tuple(piece), (start, last_seq), last_seq, ts)
+
+
+def pieces(changeset: Changeset, budget: int = DEFAULT_BUDGET) -> Iterator[Changeset]:
+    """A changeset cut into pieces that each encode to at most ``budget`` bytes (broadcast cuts
+    to one datagram's payload)."""
+    return chunk(
+        changeset.actor_id,
+        changeset.version,
+        changeset.changes,
+        changeset.last_seq,
+        changeset.ts,
+        budget=budget,
+        size_of=encoded_change_size,
+        overhead=MAX_CHANGESET_OVERHEAD,
+    )

@@ -3,13 +3,14 @@ past every timestamp seen from a peer, so changes can be ordered and lag measure
 
 Sans-IO: the physical time is passed in (nanoseconds since the Unix epoch). Timestamps are NTP64
 (upper 32 bits seconds, lower 32 bits fraction), like Corrosion's uhlc, as unsigned 64-bit ints.
-Thread-safe: the writer thread stamps local transactions while apply and sync threads move the
-clock past peers' timestamps.
+Thread-safe when given a lock: the store's writer thread stamps local transactions while apply
+and sync threads move the clock past peers' timestamps, so the store passes a
+``threading.Lock``; a single-threaded host (the simulator's) needs none.
 """
 
 from __future__ import annotations
 
-import threading
+from contextlib import AbstractContextManager, nullcontext
 
 from corrosion_py.errors import CorrosionError
 
@@ -33,10 +34,12 @@ def ns_from_ntp64(ts: int) -> int:
 class HLC:
     """One node's hybrid logical clock."""
 
-    def __init__(self, max_drift_ns: int = 300_000_000) -> None:
+    def __init__(
+        self, max_drift_ns: int = 300_000_000, *, lock: AbstractContextManager[object] | None = None
+    ) -> None:
         self.max_drift = ntp64_from_ns(max_drift_ns)
         self.last = 0
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else nullcontext()
 
     def now(self, physical_ns: int) -> int:
         """A new timestamp, greater than every one given or seen so far."""

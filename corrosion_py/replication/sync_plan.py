@@ -23,21 +23,23 @@ Rules (everything that decides who is asked for what lives in this file):
   the actors, newest first; the rest waits for the next round. Chunks are cut lazily, so
   planning costs O(ranges + needs), never O(versions).
 
-Theory of operation: the shell (``corrosion_py.net.sync``) handshakes with the chosen peers,
-collects their ``SyncState``s, calls ``plan_requests`` once, and sends each server its list.
+Theory of operation: a round (``replication.sync_client.SyncRound``) gathers the chosen peers'
+``SyncState``s, calls ``plan_requests`` once, and gives each server its list.
 Time and randomness are passed in; nothing here reads a clock or a global rng.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from corrosion_py.aliases import Range
 from corrosion_py.replication.needs import FULL_NEED_VERSIONS, compute_needs
 from corrosion_py.replication.ranges import RangeSet
 from corrosion_py.wire.messages import Need, NeedFull, NeedPartial, SyncState
+
+if TYPE_CHECKING:
+    import random
 
 K = TypeVar("K", bound=Hashable)
 P = TypeVar("P", bound=Hashable)

@@ -9,9 +9,11 @@
     sim.metrics.detection(sim.live())
 
 Modules, one concern each: ``scheduler`` (the event heap on virtual time), ``network`` (loss,
-delay, jitter, duplication, partitions, one-way blocks, crashes, slow receivers), ``cluster``
-(the simulation: cores, effects, restarts, the trace hash), ``metrics`` (what a run measured),
-``scenarios`` (named stories returning a Report); ``python -m corrosion_py.sim`` runs one.
+delay, jitter, duplication, partitions, one-way blocks, crashes, slow receivers), ``swim_host``
+(SWIM cores on the clock and network: effects, timers, push-pull, restarts), ``trace`` (the
+trace hash), ``cluster`` (the SWIM simulation), ``replication`` (real stores replicating with
+the agent's sans-IO cores), ``metrics`` (what a run measured), ``scenarios`` (named stories
+returning a Report); ``python -m corrosion_py.sim`` runs one.
 """
 
 from corrosion_py.sim.cluster import Simulation, actor_of, addr_of

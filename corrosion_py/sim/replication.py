@@ -2,45 +2,48 @@
 
 Rules (what the simulator models, and how; everything else is the real code):
 
-- **Same logic as the agent.** Each node is a real ``Store`` (its own SQLite file under
-  ``directory``), one ``Swim`` core and one ``Broadcaster``; which received claims are believed
-  by ``claims.broadcast_refusal`` and ``claims.Solicited``, which pieces are new by
-  ``changes.piece_key``/``is_known``, sync peers and requests by ``sync.choose_peers``/
-  ``plan_requests``/``jittered_interval``, and what a server sends by ``Store.serve_sync``. The
-  host code here only moves bytes and calls them, as the trio agent does with sockets.
+- **The agent's cores, driven on virtual time.** Each node is a real ``Store`` (its own SQLite
+  file under ``directory``) and the same sans-IO objects the trio agent drives: SWIM cores under
+  the simulators' one SWIM host (sim/swim_host.py), a ``replication.Gossip`` (pieces, decoding,
+  claims, dedupe, relays), a ``replication.ApplyQueue`` (bounds, overflow, linger, retries) and
+  a ``replication.SyncClient`` (peers, plan, requests, what to believe, deliveries); servers
+  answer with ``Store.serve_sync``. The host code here only moves bytes and calls them, as the
+  agent does with sockets.
 - **Datagrams** (SWIM packets and changeset pieces) go through ``Network.arrivals``: loss,
   jitter, duplication, partitions and crashes apply to each copy. Pieces travel as encoded
-  bytes (wire codec, ``CLUSTER_ID``) and are decoded on arrival; bytes that do not decode to a
-  changeset are counted in ``stats["bad_datagrams"]`` and dropped.
+  bytes (wire codec, ``CLUSTER_ID``) and are decoded on arrival by each node's core (equal
+  bytes are decoded once for the whole run: a cache shared by the nodes, decoding being pure).
 - **Streams** (sync sessions and SWIM push-pulls) are lossless, as TCP is, but each leg needs
   both directions connected and both ends running when it happens, else the session ends there
   silently (a refused or cut connection). A leg takes the default link delay. A sync session:
   the client picks its peers at t; each server reads its ``sync_state()`` at t+d; the client
   plans at t+2d with the answers it got; each server serves its needs at t+3d; the client
-  queues what arrives at t+4d.
-- **Apply queue.** Broadcast and sync feed one queue per node; it is applied with
-  ``store.apply_sync`` ``apply_interval`` after its first item arrived (a batch), like the
-  agent's apply loop. A crash loses the queue (what it held was never acknowledged).
-- **Crashes and restarts.** A crash closes the store, drops the SWIM core, the broadcaster and
-  the queue; the node's pending timers die with its generation. A restart reopens the same
-  file (same actor id, bookkeeping reloaded), with a new core at a higher incarnation joining
-  through live nodes, a new broadcaster and a new sync schedule.
+  delivers what arrives at t+4d, in the batches its session cuts. A sync delivery that does not
+  fit the apply queue waits for room, in order (the stream's backpressure).
+- **Apply.** The queue's policy says when a batch goes (``apply_interval`` is its linger); the
+  batch is applied at once with ``store.apply_sync``, as the agent's apply loop does on a
+  worker thread. A crash loses the queue (what it held was never acknowledged).
+- **Crashes and restarts.** A crash closes the store and drops the node's cores and queue; its
+  pending timers die with its generation. A restart reopens the same file (same actor id,
+  bookkeeping reloaded), with a new SWIM core at a higher incarnation joining through live
+  nodes, and new gossip, queue and sync client.
 
 Theory of operation: one ``Scheduler`` runs everything in (time, priority, insertion) order.
 Every random draw comes from a generator seeded from the run's seed (per node and generation:
 SWIM, broadcast, sync; one for the network, one for the host). Stores get the virtual clock
 (``EPOCH_NS`` + virtual time) for their HLC and a site id derived from the seed, so the bytes
-on the wire are a function of the seed too: ``trace_hash`` (sha256 over every datagram with
-its time, sender and receiver, and every event) is equal for equal seeds.
+on the wire are a function of the seed too: ``trace_hash`` (sim/trace.py: every datagram with
+its time, sender and receiver, every sync stream's bytes and every event) is equal for equal
+seeds.
 
-Why real files and not in-memory stores: the store's readers are separate
-connections on the same file (WAL), restarts must reopen what a crash left behind, and a file
-per node in a temporary directory is what the agent runs on. The cost is SQLite's, which is the
-point: a run measures the replication code as it is, not a stand-in.
+Why real files and not in-memory stores: the store's readers are separate connections on the
+same file (WAL), restarts must reopen what a crash left behind, and a file per node in a
+temporary directory is what the agent runs on. The cost is SQLite's, which is the point: a run
+measures the replication code as it is, not a stand-in.
 
 Not modelled (the trio shell's concerns): the sync handshake's SyncClock exchange and cluster
-id check, the server's concurrency limit, stream backpressure and timeouts, the broadcast
-byte budget shared with SWIM on one socket; sync sessions' bytes are counted, not delayed.
+id check, the server's concurrency limit, stream timeouts, the broadcast byte budget shared
+with SWIM on one socket; sync sessions' bytes are counted, not delayed.
 
 Propagation is measured per write: from the commit on its origin to the time each node first
 held the whole version (applied, or known cleared); a write's spread is the latest of those
@@ -49,51 +52,34 @@ over the nodes live at report time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
-import struct
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from corrosion_py.aliases import Statement
-from corrosion_py.replication.broadcast import BroadcastConfig, Broadcaster, Peer
-from corrosion_py.replication.broadcast import Send as BroadcastSend
-from corrosion_py.replication.claims import Solicited, broadcast_refusal
-from corrosion_py.replication.known import is_known, piece_key
-from corrosion_py.replication.sync_plan import (
-    choose_peers,
-    jittered_interval,
-    missing_versions,
-    plan_requests,
-)
-from corrosion_py.sim.cluster import CLUSTER_ID, addr_of
+from corrosion_py.replication.apply_queue import CORRUPT, TRANSIENT, ApplyQueue
+from corrosion_py.replication.broadcast import BroadcastConfig, Broadcaster, Peer, Send
+from corrosion_py.replication.gossip import Gossip
+from corrosion_py.replication.sync_client import Session, SyncClient, SyncRound
+from corrosion_py.replication.sync_plan import missing_versions
+from corrosion_py.sim.cluster import CLUSTER_ID
 from corrosion_py.sim.metrics import Distribution
 from corrosion_py.sim.network import Link, Network
 from corrosion_py.sim.scheduler import DELIVERY, TIMER, Scheduler
+from corrosion_py.sim.swim_host import SwimHost, addr_of
+from corrosion_py.sim.trace import BROADCAST, INJECTED, Trace
 from corrosion_py.store.apply import ApplyResult
-from corrosion_py.store.store import Store, TxResult
-from corrosion_py.swim import (
-    LAN,
-    Addr,
-    Effect,
-    MemberState,
-    Notify,
-    PushPull,
-    Send,
-    SetTimer,
-    Swim,
-    SwimConfig,
-    Timer,
-)
+from corrosion_py.store.store import ApplyInterrupted, Store, TxResult
+from corrosion_py.swim import LAN, MembershipEvent, SwimConfig
 from corrosion_py.wire.codec import decode, encode
-from corrosion_py.wire.errors import DecodeError
-from corrosion_py.wire.messages import Changeset, EmptyChangeset, Item, NeedPartial, SyncState
-from corrosion_py.wire.swim import Feed, NodeId, Packet, Rumour, encode_packet
+from corrosion_py.wire.messages import Item, Message, NeedPartial
 
 EPOCH_NS = 1_700_000_000 * 1_000_000_000
 """Wall time of virtual time 0, in ns since the Unix epoch (HLC timestamps need a real-looking
@@ -101,10 +87,6 @@ clock)."""
 MAX_DATAGRAM = 65_507
 """Largest UDP payload: the decode limit of broadcast datagrams."""
 
-_ALIVE_EVENTS = frozenset({"MemberUp", "MemberRecovered", "MemberRejoined"})
-_GONE_EVENTS = frozenset({"MemberSuspect", "MemberDown", "MemberLeft"})
-_DATAGRAM = struct.Struct("<dIIB")  # time, src, dst, kind (0 swim, 1 broadcast)
-_NO_NODE = 0xFFFFFFFF
 _DECODE_CACHE = 4096
 
 WriteKey = tuple[bytes, int]
@@ -122,31 +104,18 @@ def site_of(seed: int, i: int) -> bytes:
 
 @attrs.define(eq=False)
 class _Node:
-    """One node's running parts; ``store`` is None while it is down."""
+    """One running node's parts (None while it is down)."""
 
-    generation: int = 0
-    store: Store | None = None
-    swim: Swim | None = None
-    bcast: Broadcaster | None = None
-    rng: random.Random = attrs.Factory(random.Random)
-    """Sync choices (peers, intervals) of this generation."""
-    view: set[int] = attrs.Factory(set)
-    """Members this node's SWIM core reports alive."""
+    store: Store
+    gossip: Gossip
+    queue: ApplyQueue
+    sync: SyncClient[int]
+    waiting: deque[Item] = attrs.Factory(deque)
+    """Sync deliveries waiting for room in the queue, oldest first."""
     peers: list[Peer] | None = None
-    """``view`` as broadcast peers, rebuilt when the view changes."""
-    queue: list[Item] = attrs.Factory(list)
-    flush_scheduled: bool = False
+    """The SWIM view as broadcast peers, rebuilt when the view changes."""
     tick_at: float | None = None
-    last_sync: dict[int, float] = attrs.Factory(dict)
-
-
-@attrs.define(eq=False)
-class _Session:
-    """A sync round of one client: the servers' answers gathered so far."""
-
-    client: int
-    generation: int
-    theirs: dict[int, SyncState] = attrs.Factory(dict)
+    apply_at: float | None = None
 
 
 @attrs.frozen
@@ -211,7 +180,6 @@ class ReplicationSim:
         self.n = n
         self.seed = seed
         self.directory = Path(directory)
-        self.swim_config = swim_config
         self.broadcast_config = broadcast_config or BroadcastConfig()
         self.broadcast_enabled = broadcast
         self.sync_enabled = sync
@@ -219,7 +187,19 @@ class ReplicationSim:
         self.apply_interval = apply_interval
         self.scheduler = Scheduler()
         self.network = Network(random.Random(f"{seed}/network"), link or Link())
+        self.trace = Trace()
         self.sites = [site_of(seed, i) for i in range(n)]
+        self.swim = SwimHost(
+            self.scheduler,
+            self.network,
+            self.trace,
+            actors=self.sites,
+            cluster_id=CLUSTER_ID,
+            config=swim_config,
+            rng_seed=f"{seed}/swim",
+            on_event=self._member_event,
+            on_send=self._swim_sent,
+        )
         self.paths = [self.directory / f"node-{i}.db" for i in range(n)]
         for path in self.paths:
             if path.exists():
@@ -227,24 +207,23 @@ class ReplicationSim:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.schema_path = self.directory / "schema.sql"
         self.schema_path.write_text(schema_sql)
-        self.nodes = [_Node() for _ in range(n)]
-        self.incarnations = [0] * n
+        self.nodes: list[_Node | None] = [None] * n
         self.stats: Counter[str] = Counter()
-        """bad_datagrams, bcast_datagrams/bytes (sent, lost ones included), swim_datagrams/bytes,
+        """bcast_datagrams/bytes (sent, lost ones included), swim_datagrams/bytes,
         applied_batches, sync_rounds, sync_sessions (servers that answered), sync_cut (legs
         a partition or a crash cut), sync_partial_needs (NeedPartial requests planned),
-        sync_changesets and sync_bytes (received by clients), writes, crashes, restarts."""
+        sync_changesets and sync_bytes (received by clients), sync_unsolicited, writes,
+        crashes, restarts. The gossip cores' own counters: ``gossip_stats()``."""
         self.sent_bytes = [0] * n
         """Broadcast bytes each node sent (all generations)."""
         self.written_at: dict[WriteKey, float] = {}
         self.had_at: dict[WriteKey, dict[int, float]] = {}
         """Per write, when each node first held all of it."""
         self._by_actor: dict[bytes, int] = {s: i for i, s in enumerate(self.sites)}
-        self._index: dict[Addr, int] = {addr_of(i): i for i in range(n)}
         self._peer_records = [Peer(self.sites[i], addr_of(i)) for i in range(n)]
         self._host_rng = random.Random(f"{seed}/host")
-        self._decoded: dict[bytes, Changeset | EmptyChangeset] = {}
-        self._hash = hashlib.sha256()
+        self._decoded: dict[bytes, Message] = {}
+        self._retired_gossip: Counter[str] = Counter()
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -259,14 +238,11 @@ class ReplicationSim:
 
     def live(self) -> list[int]:
         """Nodes running."""
-        return [i for i, node in enumerate(self.nodes) if node.store is not None]
+        return [i for i, node in enumerate(self.nodes) if node is not None]
 
     def store(self, i: int) -> Store:
         """Node ``i``'s store (it must be running)."""
-        store = self.nodes[i].store
-        if store is None:
-            raise ValueError(f"node {i} is not running")
-        return store
+        return self._node(i).store
 
     def user_tables(self, i: int) -> dict[str, list[tuple[Any, ...]]]:
         """Every user table of node ``i`` with its rows, sorted."""
@@ -309,7 +285,15 @@ class ReplicationSim:
 
     def trace_hash(self) -> str:
         """sha256 of the trace so far: every datagram sent and every event, with times."""
-        return self._hash.hexdigest()
+        return self.trace.hexdigest()
+
+    def gossip_stats(self) -> Counter[str]:
+        """The gossip cores' counters (``Gossip.stats``) over every node and generation."""
+        out = Counter(self._retired_gossip)
+        for node in self.nodes:
+            if node is not None:
+                out.update(node.gossip.stats)
+        return out
 
     def report(self, since: float = 0.0, until: float = math.inf) -> ReplicationReport:
         """Propagation of the writes made in [since, until) to the nodes live now (``complete``
@@ -326,6 +310,8 @@ class ReplicationSim:
                 spreads.append(max((had[i] for i in live), default=when) - when)
         total = max(1, len(self.written_at))
         s = self.stats
+        gossip = self.gossip_stats()
+        bad = sum(gossip[f"dropped_{why}"] for why in ("malformed", "unknown", "wrong_cluster"))
         values: dict[str, float] = {
             "nodes": self.n,
             "live": len(live),
@@ -335,7 +321,7 @@ class ReplicationSim:
             "bcast_bytes_per_write_per_node": s["bcast_bytes"] / total / self.n,
             "sync_bytes_per_write_per_node": s["sync_bytes"] / total / self.n,
             "swim_bytes": s["swim_bytes"],
-            "bad_datagrams": s["bad_datagrams"],
+            "bad_datagrams": bad,
             "sync_rounds": s["sync_rounds"],
             "sync_sessions": s["sync_sessions"],
             "sync_cut": s["sync_cut"],
@@ -349,75 +335,50 @@ class ReplicationSim:
 
     def start(self, i: int, bootstrap: Sequence[int]) -> None:
         """Start node ``i`` (again, after a crash) and join through ``bootstrap``."""
-        node = self.nodes[i]
-        if node.store is not None:
+        if self.nodes[i] is not None:
             raise ValueError(f"node {i} is already running")
-        node.generation += 1
-        gen = node.generation
+        gen = self.swim.generation[i] + 1  # the generation this start begins
         if gen > 1:
-            self.incarnations[i] += 1
             self.stats["restarts"] += 1
-        self.network.crashed.discard(i)
-        node.store = Store.open(
+        store = Store.open(
             self.paths[i],
             schema_paths=[self.schema_path],
             clock=self.clock_ns,
             site_id=self.sites[i],
         )
-        node.swim = Swim(
-            actor_id=self.sites[i],
-            addr=addr_of(i),
+        gossip = Gossip(
+            Broadcaster(self.broadcast_config, random.Random(f"{self.seed}/bcast/{i}/{gen}")),
             cluster_id=CLUSTER_ID,
-            rng=random.Random(f"{self.seed}/swim/{i}/{gen}"),
-            config=self.swim_config,
-            incarnation=self.incarnations[i],
+            own_actor=store.actor_id,
+            peers=functools.partial(self._peers, i),
+            bookie=store.bookie_snapshot,
+            is_member=self._by_actor.__contains__,
+            decode_datagram=self._decode,
         )
-        node.bcast = Broadcaster(
-            self.broadcast_config, random.Random(f"{self.seed}/bcast/{i}/{gen}")
-        )
-        node.rng = random.Random(f"{self.seed}/sync/{i}/{gen}")
-        node.view = set()
-        node.peers = None
-        node.queue = []
-        node.flush_scheduled = False
-        node.tick_at = None
-        node.last_sync = {}
-        self._record(i, "Start", i, self.incarnations[i])
+        sync = SyncClient[int](random.Random(f"{self.seed}/sync/{i}/{gen}"), self.sync_interval)
+        self.nodes[i] = _Node(store, gossip, ApplyQueue(linger=self.apply_interval), sync)
+        self.swim.start(i, bootstrap)
         if self.sync_enabled:
             self._schedule_sync(i)
-        self._run(i, node.swim.join(self.now, [addr_of(b) for b in bootstrap]))
 
     def start_all(self) -> None:
-        """Start every node with the full member list, as after a completed push-pull (the
-        cluster forms at once instead of one join at a time, as in ``Simulation.start_all``)."""
-        everyone = tuple(
-            Rumour(MemberState.ALIVE, NodeId(self.sites[j], addr_of(j)), 0, self.sites[j])
-            for j in range(self.n)
-        )
+        """Start every node with the full member list, as after a completed push-pull
+        (``SwimHost.introduce_all`` says why)."""
         for i in range(self.n):
             self.start(i, [])
-        for i in range(self.n):
-            core = self.nodes[i].swim
-            assert core is not None
-            j = 1 if i == 0 else 0
-            feed = Packet(CLUSTER_ID, everyone[j].node, 0, Feed(everyone))
-            self._run(i, core.handle_datagram(self.now, addr_of(j), feed))
+        self.swim.introduce_all()
 
     def crash(self, i: int) -> None:
         """Stop node ``i`` without a word: its store is closed, its queue and timers lost."""
         node = self.nodes[i]
-        if node.store is None:
+        if node is None:
             return
-        assert node.swim is not None
-        self.incarnations[i] = max(self.incarnations[i], node.swim.incarnation)
         node.store.close()
-        node.store = node.swim = node.bcast = None
-        node.view = set()
-        node.peers = None
-        node.queue = []
-        self.network.crashed.add(i)
+        self._retired_gossip.update(node.gossip.stats)
+        self.nodes[i] = None
+        self.swim.stop(i)
         self.stats["crashes"] += 1
-        self._record(i, "Crash", i, self.incarnations[i])
+        self.trace.event(self.now, i, "Crash", i, self.swim.incarnations[i])
 
     def restart(self, i: int, bootstrap: Sequence[int] | None = None) -> None:
         """Start crashed node ``i`` again from its file, joining through ``bootstrap`` (default:
@@ -429,9 +390,8 @@ class ReplicationSim:
 
     def write(self, i: int, statements: Sequence[Statement]) -> TxResult:
         """Run a local transaction on node ``i`` and broadcast its changeset."""
-        node = self.nodes[i]
-        store = self.store(i)
-        result = store.transaction_sync(statements)
+        node = self._node(i)
+        result = node.store.transaction_sync(statements)
         cs = result.changeset
         if cs is None:
             return result
@@ -439,22 +399,16 @@ class ReplicationSim:
         self.written_at[key] = self.now
         self.had_at[key] = {i: self.now}
         self.stats["writes"] += 1
-        self._record(i, "Write", cs.version, len(cs.changes))
+        self.trace.event(self.now, i, "Write", cs.version, len(cs.changes))
         if self.broadcast_enabled:
-            bcast = node.bcast
-            assert bcast is not None
-            peers = self._peers(i)
-            for piece in store.pieces(cs):
-                data = encode(piece, cluster_id=CLUSTER_ID)
-                self._send_pieces(i, bcast.local(self.now, piece_key(piece), data, peers))
+            self._send_pieces(i, node.gossip.local(self.now, cs))
             self._arm(i)
         return result
 
     def inject(self, src: int, dst: int, data: bytes) -> None:
         """Deliver ``data`` to ``dst`` as a broadcast datagram from ``src``, one link delay
         from now and never lost (to test what a node does with bytes a peer should not send)."""
-        self._hash.update(_DATAGRAM.pack(self.now, src, dst, 2))
-        self._hash.update(data)
+        self.trace.datagram(self.now, src, dst, INJECTED, data)
         when = self.now + self._delay()
         self.scheduler.at(when, DELIVERY, self._receive_piece, (dst, data))
 
@@ -476,10 +430,10 @@ class ReplicationSim:
 
     def close(self) -> None:
         """Close every open store (the files stay)."""
-        for node in self.nodes:
-            if node.store is not None:
+        for i, node in enumerate(self.nodes):
+            if node is not None:
                 node.store.close()
-                node.store = None
+                self.nodes[i] = None
 
     def __enter__(self) -> ReplicationSim:
         return self
@@ -487,32 +441,45 @@ class ReplicationSim:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _node(self, i: int) -> _Node:
+        node = self.nodes[i]
+        if node is None:
+            raise ValueError(f"node {i} is not running")
+        return node
+
+    def _running(self, i: int, generation: int) -> _Node | None:
+        """Node ``i`` if it still runs the generation an event was scheduled in."""
+        node = self.nodes[i]
+        return node if node is not None and generation == self.swim.generation[i] else None
+
     # -- broadcast ------------------------------------------------------------------------------
 
     def _peers(self, i: int) -> list[Peer]:
-        node = self.nodes[i]
+        node = self._node(i)
         if node.peers is None:
             records = self._peer_records
-            node.peers = [records[j] for j in sorted(node.view)]
+            node.peers = [records[j] for j in sorted(self.swim.views[i])]
         return node.peers
 
-    def _send_pieces(self, i: int, sends: Sequence[BroadcastSend]) -> None:
+    def _send_pieces(self, i: int, sends: Sequence[Send]) -> None:
         if not sends:
             return
         now = self.scheduler.now
         at = self.scheduler.at
         arrivals = self.network.arrivals
-        update = self._hash.update
+        index = self.swim.index
+        trace = self.trace
         receive = self._receive_piece
         size = 0
         last: bytes | None = None
         for send in sends:
             data = send.data
             size += len(data)
-            dst = self._index.get(send.addr)
-            update(_DATAGRAM.pack(now, i, _NO_NODE if dst is None else dst, 1))
-            if data is not last:  # a round sends the same bytes to each of its targets
-                update(data)
+            dst = index.get(send.addr)
+            if data is last:  # a round sends the same bytes to each of its targets
+                trace.datagram_again(now, i, dst, BROADCAST)
+            else:
+                trace.datagram(now, i, dst, BROADCAST, data)
                 last = data
             if dst is None:
                 continue
@@ -525,86 +492,88 @@ class ReplicationSim:
     def _receive_piece(self, arg: tuple[int, bytes]) -> None:
         dst, data = arg
         node = self.nodes[dst]
-        store, bcast = node.store, node.bcast
-        if store is None or bcast is None:
+        if node is None:
             return
-        item = self._decode(data)
-        if item is None:
-            self.stats["bad_datagrams"] += 1
-            return
-        now = self.scheduler.now
-        bookie = store.bookie_snapshot()
-        known = is_known(bookie, item)
-        refusal = (
-            None
-            if known
-            else broadcast_refusal(
-                item, own_actor=store.actor_id, bookie=bookie, is_member=self._by_actor.__contains__
-            )
-        )
-        if refusal is not None:
-            self.stats[f"bcast_refused_{refusal}"] += 1
-            return
-        if bcast.received(now, piece_key(item), data, known):
-            self._enqueue(dst, [item])
+        received = node.gossip.datagram(self.scheduler.now, data)
+        if received.item is not None:
+            self._enqueue(dst, [received.item])
+            self._send_pieces(dst, received.sends)
             self._arm(dst)
 
-    def _decode(self, data: bytes) -> Changeset | EmptyChangeset | None:
-        """The changeset in ``data``, or None. Decoding is pure, so equal bytes (the copies of
-        one piece reaching many nodes) are decoded once and the result is shared."""
-        item = self._decoded.get(data)
-        if item is not None:
-            return item
-        try:
+    def _decode(self, data: bytes) -> Message:
+        """Decoding is pure, so equal bytes (the copies of one piece reaching many nodes) are
+        decoded once and the message is shared; what does not decode raises every time."""
+        msg = self._decoded.get(data)
+        if msg is None:
             msg = decode(data, cluster_id=CLUSTER_ID, max_size=MAX_DATAGRAM)
-        except DecodeError:
-            return None
-        if not isinstance(msg, Changeset | EmptyChangeset):
-            return None
-        if len(self._decoded) >= _DECODE_CACHE:
-            self._decoded.clear()
-        self._decoded[data] = msg
+            if len(self._decoded) >= _DECODE_CACHE:
+                self._decoded.clear()
+            self._decoded[data] = msg
         return msg
 
     def _arm(self, i: int) -> None:
-        """Make sure the broadcaster's tick runs at its next deadline."""
-        node = self.nodes[i]
-        if node.bcast is None:
-            return
-        due = node.bcast.next_deadline()
+        """Make sure the gossip core's tick runs at its next deadline."""
+        node = self._node(i)
+        due = node.gossip.next_deadline()
         if due is not None and (node.tick_at is None or due < node.tick_at):
             node.tick_at = due
-            self.scheduler.at(due, TIMER, self._tick, (i, node.generation, due))
+            self.scheduler.at(due, TIMER, self._tick, (i, self.swim.generation[i], due))
 
     def _tick(self, arg: tuple[int, int, float]) -> None:
         i, generation, due = arg
-        node = self.nodes[i]
-        if node.bcast is None or generation != node.generation or node.tick_at != due:
+        node = self._running(i, generation)
+        if node is None or node.tick_at != due:
             return  # crashed, or superseded by an earlier tick
         node.tick_at = None
-        self._send_pieces(i, node.bcast.tick(self.scheduler.now, self._peers(i)))
+        self._send_pieces(i, node.gossip.tick(self.scheduler.now))
         self._arm(i)
 
     # -- apply queue ----------------------------------------------------------------------------
 
-    def _enqueue(self, i: int, items: Sequence[Item]) -> None:
-        node = self.nodes[i]
-        node.queue.extend(items)
-        if not node.flush_scheduled:
-            node.flush_scheduled = True
-            when = self.scheduler.now + self.apply_interval
-            self.scheduler.at(when, TIMER, self._flush, (i, node.generation))
+    def _enqueue(self, i: int, items: Sequence[Item], *, waiting: bool = False) -> None:
+        """Broadcast puts (never wait), or sync deliveries (``waiting``: in order, for room)."""
+        node = self._node(i)
+        if waiting:
+            node.waiting.extend(items)
+            self._admit_waiting(node)
+        else:
+            node.queue.offer(self.scheduler.now, items)
+        self._arm_apply(i)
 
-    def _flush(self, arg: tuple[int, int]) -> None:
-        i, generation = arg
-        node = self.nodes[i]
-        if node.store is None or generation != node.generation:
+    def _admit_waiting(self, node: _Node) -> None:
+        queue, waiting, now = node.queue, node.waiting, self.scheduler.now
+        while waiting and queue.has_room(waiting[0]):
+            queue.push(now, waiting.popleft())
+
+    def _arm_apply(self, i: int) -> None:
+        """Make sure the apply tick runs at the queue's next deadline."""
+        node = self._node(i)
+        due = node.queue.next_deadline()
+        if due is not None and (node.apply_at is None or due < node.apply_at):
+            node.apply_at = due
+            self.scheduler.at(due, TIMER, self._apply, (i, self.swim.generation[i], due))
+
+    def _apply(self, arg: tuple[int, int, float]) -> None:
+        i, generation, due = arg
+        node = self._running(i, generation)
+        if node is None or node.apply_at != due:
             return
-        node.flush_scheduled = False
-        items, node.queue = node.queue, []
-        result = node.store.apply_sync(items)
-        self.stats["applied_batches"] += 1
-        self._note_held(i, result)
+        node.apply_at = None
+        now = self.scheduler.now
+        batch = node.queue.tick(now)
+        if batch is not None:
+            self._admit_waiting(node)  # the batch left room
+            try:
+                result = node.store.apply_sync(batch)
+            except ApplyInterrupted as fault:
+                self._note_held(i, fault.done)
+                node.queue.failed(now, TRANSIENT if fault.transient else CORRUPT, fault.rest)
+            else:
+                node.queue.applied(now)
+                self._note_held(i, result)
+            self.stats["applied_batches"] += 1
+            self._admit_waiting(node)
+        self._arm_apply(i)
 
     def _note_held(self, i: int, result: ApplyResult) -> None:
         now = self.scheduler.now
@@ -621,9 +590,8 @@ class ReplicationSim:
     # -- sync -----------------------------------------------------------------------------------
 
     def _schedule_sync(self, i: int) -> None:
-        node = self.nodes[i]
-        wait = jittered_interval(node.rng, *self.sync_interval)
-        self.scheduler.at(self.now + wait, TIMER, self._sync_round, (i, node.generation))
+        wait = self._node(i).sync.next_interval()
+        self.scheduler.at(self.now + wait, TIMER, self._sync_round, (i, self.swim.generation[i]))
 
     def _delay(self) -> float:
         return self.network.default.delay
@@ -634,173 +602,107 @@ class ReplicationSim:
 
     def _sync_round(self, arg: tuple[int, int]) -> None:
         i, generation = arg
-        node = self.nodes[i]
-        if node.store is None or generation != node.generation:
+        node = self._running(i, generation)
+        if node is None:
             return
         self._schedule_sync(i)
-        candidates = sorted(node.view)
+        candidates = sorted(self.swim.views[i])
         if not candidates:
             return
-        ours = node.store.sync_state()
+        by_actor = self._by_actor
         missing = {
-            self._by_actor[actor]: count
-            for actor, count in missing_versions(ours).items()
-            if actor in self._by_actor
+            by_actor[actor]: count
+            for actor, count in missing_versions(node.store.sync_state()).items()
+            if actor in by_actor
         }
-        peers = choose_peers(candidates, rng=node.rng, missing=missing, last_sync=node.last_sync)
+        peers = node.sync.choose(candidates, missing)
         self.stats["sync_rounds"] += 1
-        self._record(i, "SyncRound", len(peers), sum(missing.values()))
-        session = _Session(i, generation)
+        self.trace.event(self.now, i, "SyncRound", len(peers), sum(missing.values()))
+        sync_round = node.sync.round(peers)
         leg = self._delay()
         for p in peers:
             if self._both_ways(i, p):
-                self.scheduler.at(self.now + leg, DELIVERY, self._sync_answer, (session, p))
+                arg2 = (i, generation, sync_round, p)
+                self.scheduler.at(self.now + leg, DELIVERY, self._sync_answer, arg2)
             else:
                 self.stats["sync_cut"] += 1
-        self.scheduler.at(self.now + leg + leg, TIMER, self._sync_plan, session)
+        self.scheduler.at(self.now + 2 * leg, TIMER, self._sync_plan, (i, generation, sync_round))
 
-    def _sync_answer(self, arg: tuple[_Session, int]) -> None:
+    def _sync_answer(self, arg: tuple[int, int, SyncRound[int], int]) -> None:
         """At the server: its sync state, sent back to the client."""
-        session, p = arg
-        store = self.nodes[p].store
-        if store is None or not self._both_ways(session.client, p):
+        i, _, sync_round, p = arg
+        server = self.nodes[p]
+        if server is None or not self._both_ways(i, p):
             self.stats["sync_cut"] += 1
             return
-        session.theirs[p] = store.sync_state()
+        sync_round.answered(p, server.store.sync_state())
 
-    def _sync_plan(self, session: _Session) -> None:
+    def _sync_plan(self, arg: tuple[int, int, SyncRound[int]]) -> None:
         """At the client, once the answers are in: ask each server for its share."""
-        i = session.client
-        node = self.nodes[i]
-        if node.store is None or session.generation != node.generation:
+        i, generation, sync_round = arg
+        node = self._running(i, generation)
+        if node is None:
             return
-        theirs = {p: s for p, s in session.theirs.items() if self._both_ways(i, p)}
-        self.stats["sync_sessions"] += len(theirs)
-        plan = plan_requests(node.store.sync_state(), theirs)
-        for p, needs in plan.items():
-            node.last_sync[p] = self.now
+        sessions = sync_round.plan(node.store.sync_state())
+        self.stats["sync_sessions"] += len(sessions)
+        for p, session in sessions.items():
             self.stats["sync_partial_needs"] += sum(
-                isinstance(need, NeedPartial) for _, actor_needs in needs for need in actor_needs
+                isinstance(need, NeedPartial) for _, needs in session.needs for need in needs
             )
-            if needs:
-                arg = (i, session.generation, p, dict(needs), Solicited(needs))
-                self.scheduler.at(self.now + self._delay(), DELIVERY, self._sync_serve, arg)
+            if session.needs:
+                arg2 = (i, generation, p, session)
+                self.scheduler.at(self.now + self._delay(), DELIVERY, self._sync_serve, arg2)
+            else:
+                node.sync.completed(self.now, p)
 
-    def _sync_serve(self, arg: tuple[int, int, int, dict[bytes, Any], Solicited]) -> None:
+    def _sync_serve(self, arg: tuple[int, int, int, Session]) -> None:
         """At the server: stream what the client asked for."""
-        i, generation, p, needs, solicited = arg
-        store = self.nodes[p].store
-        if store is None or not self._both_ways(i, p):
+        i, generation, p, session = arg
+        server = self.nodes[p]
+        if server is None or not self._both_ways(i, p):
             self.stats["sync_cut"] += 1
             return
-        items = list(store.serve_sync(needs))
-        size = 0
-        for item in items:
+        served = []
+        for item in server.store.serve_sync(dict(session.needs)):
             data = encode(item, cluster_id=CLUSTER_ID)
-            size += len(data)
-            self._hash.update(data)
-        self._record(p, "SyncServe", i, len(items))
-        out = (i, generation, p, items, size, solicited)
+            self.trace.data(data)
+            served.append((item, len(data)))
+        self.trace.event(self.now, p, "SyncServe", i, len(served))
+        out = (i, generation, p, session, served)
         self.scheduler.at(self.now + self._delay(), DELIVERY, self._sync_receive, out)
 
-    def _sync_receive(self, arg: tuple[int, int, int, list[Item], int, Solicited]) -> None:
-        i, generation, p, served, size, solicited = arg
-        node = self.nodes[i]
-        if node.store is None or generation != node.generation or not self._both_ways(i, p):
+    def _sync_receive(self, arg: tuple[int, int, int, Session, list[tuple[Item, int]]]) -> None:
+        """At the client: believe and deliver what arrived, as the session says."""
+        i, generation, p, session, served = arg
+        node = self._running(i, generation)
+        if node is None or not self._both_ways(i, p):
             self.stats["sync_cut"] += 1
             return
-        items: list[Item] = []
-        for item in served:
-            parts = solicited.admit(item)
-            if not parts:
-                self.stats["sync_unsolicited"] += 1
-            items += parts
-        self.stats["sync_changesets"] += len(items)
-        self.stats["sync_bytes"] += size
-        self._enqueue(i, items)
+        delivered = 0
+        for item, size in served:
+            self.stats["sync_bytes"] += size
+            batch = session.receive(item, size)
+            if batch:
+                self._enqueue(i, batch, waiting=True)
+                delivered += len(batch)
+        rest = session.finish()
+        if rest:
+            self._enqueue(i, rest, waiting=True)
+            delivered += len(rest)
+        self.stats["sync_changesets"] += delivered
+        self.stats["sync_unsolicited"] += session.unsolicited
+        node.sync.completed(self.now, p)
 
-    # -- SWIM (as sim/cluster.py) ---------------------------------------------------------------
+    # -- the SWIM host's reports ----------------------------------------------------------------
 
-    def _run(self, i: int, effects: Iterable[Effect]) -> None:
-        """Carry out the effects node ``i``'s core returned."""
-        now = self.scheduler.now
-        at = self.scheduler.at
-        for e in effects:
-            if type(e) is Send:
-                data = encode_packet(e.packet, check=False)
-                self.stats["swim_datagrams"] += 1
-                self.stats["swim_bytes"] += len(data)
-                dst = self._index.get(e.addr)
-                self._hash.update(_DATAGRAM.pack(now, i, _NO_NODE if dst is None else dst, 0))
-                self._hash.update(data)
-                if dst is None:
-                    continue
-                for delay in self.network.arrivals(i, dst):
-                    at(now + delay, DELIVERY, self._deliver, (dst, addr_of(i), e.packet))
-            elif type(e) is SetTimer:
-                at(now + e.delay, TIMER, self._fire, (i, self.nodes[i].generation, e.token))
-            elif type(e) is Notify:
-                self._notify(i, e)
-            elif type(e) is PushPull:
-                self._push_pull(i, e)
+    def _swim_sent(self, i: int, size: int) -> None:
+        self.stats["swim_datagrams"] += 1
+        self.stats["swim_bytes"] += size
 
-    def _deliver(self, arg: tuple[int, Addr, Packet]) -> None:
-        dst, src, packet = arg
-        core = self.nodes[dst].swim
-        if core is not None:
-            self._run(dst, core.handle_datagram(self.scheduler.now, src, packet))
-
-    def _fire(self, arg: tuple[int, int, Timer]) -> None:
-        i, generation, token = arg
+    def _member_event(self, i: int, event: MembershipEvent, member: int | None) -> None:
         node = self.nodes[i]
-        if node.swim is not None and generation == node.generation:
-            self._run(i, node.swim.handle_timer(self.scheduler.now, token))
-
-    def _push_pull(self, i: int, e: PushPull) -> None:
-        dst = self._index.get(e.addr)
-        self._record(i, "PushPull", _NO_NODE if dst is None else dst, len(e.members))
-        if dst is None or not self._both_ways(i, dst):
-            return
-        arg = (i, self.nodes[i].generation, dst, e.members)
-        self.scheduler.at(self.now + self._delay(), DELIVERY, self._push_pull_serve, arg)
-
-    def _push_pull_serve(self, arg: tuple[int, int, int, tuple[Rumour, ...]]) -> None:
-        i, generation, dst, members = arg
-        core = self.nodes[dst].swim
-        if core is None:
-            return
-        self._run(dst, core.handle_push_pull(self.now, addr_of(i), members))
-        answer = (i, generation, dst, core.push_pull_state())
-        self.scheduler.at(self.now + self._delay(), DELIVERY, self._push_pull_answer, answer)
-
-    def _push_pull_answer(self, arg: tuple[int, int, int, tuple[Rumour, ...]]) -> None:
-        i, generation, dst, members = arg
-        node = self.nodes[i]
-        if node.swim is not None and generation == node.generation:
-            self._run(i, node.swim.handle_push_pull(self.now, addr_of(dst), members))
-
-    def _notify(self, i: int, effect: Notify) -> None:
-        event = effect.event
-        name = type(event).__name__
-        info = getattr(event, "member", None)
-        if info is None:
-            self._record(i, name, i, self.incarnations[i])
-            return
-        member = self._index.get(info.addr)
-        if member is None:
-            return
-        self._record(i, name, member, info.incarnation)
-        node = self.nodes[i]
-        if name in _ALIVE_EVENTS:
-            if member not in node.view:
-                node.view.add(member)
-                node.peers = None
-        elif name in _GONE_EVENTS and member in node.view:
-            node.view.discard(member)
-            node.peers = None
-
-    def _record(self, observer: int, name: str, member: int, detail: int) -> None:
-        self._hash.update(f"{self.now!r} {observer} {name} {member} {detail}\n".encode())
+        if member is not None and node is not None:
+            node.peers = None  # the view may have changed
 
 
 def _call(action: Callable[[], None]) -> None:

@@ -145,9 +145,7 @@ class LocalTransactions:
         self._queue: list[_TxRequest] = []  # bounded by the number of waiting callers
         self._flush_lock = trio.Lock()
 
-    def run_sync(
-        self, statements: Sequence[Statement], timeout: float | None = None
-    ) -> TxResult:
+    def run_sync(self, statements: Sequence[Statement], timeout: float | None = None) -> TxResult:
         """Run statements atomically as one version of this actor (on this thread), bounded by
         ``timeout`` or the store's bound, whichever is shorter."""
         request = self._request(statements, timeout)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -29,7 +30,7 @@ from corrosion_py.aliases import Params, Statement
 from corrosion_py.crdt import Change
 from corrosion_py.errors import QueryError, UnusableDatabase
 from corrosion_py.replication.booked import BookedVersions
-from corrosion_py.replication.chunking import DEFAULT_BUDGET, SYNC_BUDGET, chunk
+from corrosion_py.replication.chunking import SYNC_BUDGET
 from corrosion_py.replication.hlc import HLC
 from corrosion_py.replication.needs import Need, Served, compute_needs, sync_state
 from corrosion_py.store import apply, bookkeeping, members
@@ -77,7 +78,6 @@ class Store:
         *,
         readers: int,
         max_drift_ns: int,
-        chunk_budget: int,
         clock: Callable[[], int] = time.time_ns,
         tx_timeout: float | None = None,
     ) -> None:
@@ -87,8 +87,7 @@ class Store:
         virtual clock, so runs are reproducible)."""
         self._writer = Writer(path, conn, clock)
         self.actor_id = crdt.site_id(conn)
-        self.hlc = HLC(max_drift_ns)
-        self.chunk_budget = chunk_budget
+        self.hlc = HLC(max_drift_ns, lock=threading.Lock())
         self._published = bookkeeping.Published(bookkeeping.load(conn))
         self._readers = Readers(path)
         self.write_limiter = trio.CapacityLimiter(1)
@@ -114,7 +113,6 @@ class Store:
         schema_paths: Sequence[str | Path] = (),
         readers: int = 4,
         max_drift_ns: int = 300_000_000,
-        chunk_budget: int = DEFAULT_BUDGET,
         clock: Callable[[], int] = time.time_ns,
         site_id: bytes | None = None,
         tx_timeout: float | None = None,
@@ -159,7 +157,6 @@ class Store:
             conn,
             readers=readers,
             max_drift_ns=max_drift_ns,
-            chunk_budget=chunk_budget,
             clock=clock,
             tx_timeout=tx_timeout,
         )
@@ -274,19 +271,6 @@ class Store:
         its own version, in a savepoint of its own), so concurrent writers share one commit.
         An interrupted transaction (``timeout``) does not touch the others of its group."""
         return await self._local.run(statements, timeout)
-
-    def pieces(self, changeset: Changeset, budget: int | None = None) -> Iterator[Changeset]:
-        """A changeset cut into pieces that each fit ``budget`` bytes encoded."""
-        return chunk(
-            changeset.actor_id,
-            changeset.version,
-            changeset.changes,
-            changeset.last_seq,
-            changeset.ts,
-            budget=budget or self.chunk_budget,
-            size_of=encoded_change_size,
-            overhead=MAX_CHANGESET_OVERHEAD,
-        )
 
     # -- remote changes -----------------------------------------------------------------------
     def apply_sync(self, items: Sequence[Item]) -> ApplyResult:

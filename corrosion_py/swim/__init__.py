@@ -19,7 +19,6 @@ from corrosion_py.addr import Addr
 from corrosion_py.swim.core import Swim
 from corrosion_py.swim.events import (
     Effect,
-    Event,
     GossipTick,
     Joined,
     JoinRetry,
@@ -30,6 +29,7 @@ from corrosion_py.swim.events import (
     MemberLeft,
     MemberRecovered,
     MemberRejoined,
+    MembershipEvent,
     MemberSuspect,
     MemberUp,
     Notify,
@@ -54,7 +54,6 @@ __all__ = [
     "WAN",
     "Addr",
     "Effect",
-    "Event",
     "GossipTick",
     "JoinRetry",
     "Joined",
@@ -68,6 +67,7 @@ __all__ = [
     "MemberState",
     "MemberSuspect",
     "MemberUp",
+    "MembershipEvent",
     "NodeId",
     "Notify",
     "Packet",

@@ -50,9 +50,9 @@ Theory of operation:
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -60,7 +60,6 @@ from corrosion_py.addr import Addr
 from corrosion_py.swim.awareness import Awareness
 from corrosion_py.swim.events import (
     Effect,
-    Event,
     GossipTick,
     Joined,
     JoinRetry,
@@ -71,6 +70,7 @@ from corrosion_py.swim.events import (
     MemberLeft,
     MemberRecovered,
     MemberRejoined,
+    MembershipEvent,
     MemberSuspect,
     MemberUp,
     Notify,
@@ -112,6 +112,9 @@ from corrosion_py.wire.swim import (
     packet_size,
     rumour_size,
 )
+
+if TYPE_CHECKING:
+    import random
 
 ALIVE, SUSPECT, DEAD, LEFT = MemberState
 
@@ -414,7 +417,7 @@ class Swim:
         m.suspicion = None
         m.adopt(r)
         self._rumours.push(m.rumour())
-        event: Event | None = None
+        event: MembershipEvent | None = None
         if r.state is ALIVE:
             if old is SUSPECT:
                 event = MemberRecovered(m.info())
@@ -642,7 +645,7 @@ class Swim:
     def _timer(self, delay: float, token: Timer) -> None:
         self._out.append(SetTimer(delay, token))
 
-    def _notify(self, event: Event) -> None:
+    def _notify(self, event: MembershipEvent) -> None:
         self._out.append(Notify(event))
 
     def _flush(self) -> list[Effect]:

@@ -93,7 +93,7 @@ class LeaveComplete:
     """This node's leave has been told; the host can stop it now."""
 
 
-Event: TypeAlias = (
+MembershipEvent: TypeAlias = (
     MemberUp
     | MemberSuspect
     | MemberRecovered
@@ -209,7 +209,7 @@ class SetTimer:
 class Notify:
     """Report ``event`` to the application."""
 
-    event: Event
+    event: MembershipEvent
 
 
 @attrs.frozen

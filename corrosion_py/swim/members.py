@@ -25,14 +25,17 @@ probed once per round, which bounds the time to first detection.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from corrosion_py.swim.events import MemberInfo
 from corrosion_py.swim.suspicion import Suspicion
 from corrosion_py.wire.swim import MemberState, NodeId, Rumour
+
+if TYPE_CHECKING:
+    import random
 
 ALIVE, SUSPECT, DEAD, LEFT = MemberState
 _DOWN = (DEAD, LEFT)

@@ -23,7 +23,7 @@ import trio
 from corrosion_py.addr import parse_addr
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
-from corrosion_py.net.udp import open_gossip_port
+from corrosion_py.net.port import Routes, open_gossip_port
 from corrosion_py.swim import Swim
 from corrosion_py.swim.events import (
     MemberDown,
@@ -48,10 +48,8 @@ NAMES = {
 
 async def main(args: argparse.Namespace) -> None:
     faults = FaultPlan(loss=args.loss)
-    async with open_gossip_port(args.host, args.port, faults=faults, seed=args.seed) as (
-        ep,
-        listeners,
-    ):
+    async with open_gossip_port(args.host, args.port, faults=faults, seed=args.seed) as port:
+        ep = port.endpoint
         core = Swim(
             actor_id=os.urandom(16),
             addr=ep.addr,
@@ -62,7 +60,8 @@ async def main(args: argparse.Namespace) -> None:
         membership = Membership(core, ep)
         async with trio.open_nursery() as nursery:
             await nursery.start(membership.run)
-            nursery.start_soon(trio.serve_listeners, membership.serve_tcp_stream, listeners)
+            routes = Routes(swim=membership.handle_datagram, push_pull=membership.serve_push_pull)
+            await nursery.start(port.serve, routes)
             emit(event="listening", addr=f"{ep.addr[0]}:{ep.addr[1]}", actor=core.actor_id.hex())
             await membership.join(args.join)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

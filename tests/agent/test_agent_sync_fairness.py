@@ -18,9 +18,10 @@ import trio
 
 from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
-from corrosion_py.agent.apply_queue import ApplyQueue
-from corrosion_py.net.sync import SyncServer
+from corrosion_py.agent.apply_loop import ApplyLoop
 from corrosion_py.net.sync_loop import Syncer
+from corrosion_py.net.sync_server import SyncServer
+from corrosion_py.replication.apply_queue import ApplyQueue
 from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.store.store import Store
 from corrosion_py.swim import LOCAL, MemberInfo, MemberState
@@ -188,8 +189,8 @@ async def test_a_round_that_hangs_is_reported_once_it_is_stale(
         listeners = await nursery.start(trio.serve_tcp, server.serve, 0)
         addr = ("127.0.0.1", listeners[0].socket.getsockname()[1])
         peer = MemberInfo(server_store.actor_id, addr, 0, MemberState.ALIVE)
-        queue = ApplyQueue(store, max_items=1)  # not drained yet: the second put waits
-        syncer = Syncer(store, queue, cluster_id=CLUSTER, members=lambda: [peer],
+        queue = ApplyLoop(store, ApplyQueue(max_items=1))  # not drained yet: the second put waits
+        syncer = Syncer(store, queue.put, cluster_id=CLUSTER, members=lambda: [peer],
                         rng=random.Random(1), stale_after=0.5)  # fmt: skip
         assert syncer.trouble(time.time()) is None
         nursery.start_soon(syncer.round)

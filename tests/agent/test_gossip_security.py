@@ -24,7 +24,7 @@ from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent
 from corrosion_py.errors import GossipKeyError
 from corrosion_py.net.secure import GossipSecurity
-from corrosion_py.net.sync import sync_with
+from corrosion_py.net.sync_client import sync_with
 from corrosion_py.store.store import Store
 from corrosion_py.wire import encode
 from corrosion_py.wire.keyring import Keyring
@@ -317,7 +317,7 @@ async def test_sealed_datagrams_fit_the_endpoint_limit(tmp_path: Path) -> None:
         endpoint = agent.endpoint
         assert endpoint.max_payload == endpoint.max_datagram - OVERHEAD == 1200 - 41
         assert agent.membership.core.config.max_packet_size + OVERHEAD <= endpoint.max_datagram
-        assert agent.store.chunk_budget + OVERHEAD <= endpoint.max_datagram
+        assert agent.gossiper.core.budget + OVERHEAD <= endpoint.max_datagram
 
 
 async def test_plaintext_off_loopback_is_refused_and_explicit_plaintext_warns(

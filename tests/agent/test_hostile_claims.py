@@ -22,9 +22,9 @@ import trio
 from corrosion_py import crdt
 from corrosion_py.addr import Addr
 from corrosion_py.agent import Agent, AgentConfig
-from corrosion_py.agent.agent import MAX_PLAINTEXT_STREAMS
 from corrosion_py.crdt.limits import MAX_CLOCK
-from corrosion_py.net.sync import MAX_STATE_FRAME, sync_with
+from corrosion_py.net.port import MAX_PLAINTEXT_STREAMS
+from corrosion_py.net.sync_client import MAX_STATE_FRAME, sync_with
 from corrosion_py.replication.booked import MAX_VERSION_JUMP
 from corrosion_py.replication.hlc import ns_from_ntp64
 from corrosion_py.replication.needs import MAX_SESSION_NEEDS
@@ -544,7 +544,7 @@ async def test_a_flood_of_idle_tcp_connections_is_capped_and_sync_goes_on(
         streams = [await trio.open_tcp_stream(*b.gossip_addr) for _ in range(200)]
         try:
             # (a's own sync attempts during the flood may be refused too)
-            await wait_for(lambda: b.tcp_refused_busy >= 200 - MAX_PLAINTEXT_STREAMS)
+            await wait_for(lambda: b.port.tcp_stats["refused_busy"] >= 200 - MAX_PLAINTEXT_STREAMS)
         finally:
             for stream in streams:
                 await stream.aclose()

@@ -9,7 +9,7 @@ import random
 import trio
 
 from corrosion_py.net.membership import Membership
-from corrosion_py.net.udp import UdpEndpoint
+from corrosion_py.net.port import Routes, open_gossip_port
 from corrosion_py.swim import Swim
 from corrosion_py.swim.events import MemberDown
 from corrosion_py.swim.presets import LOCAL
@@ -23,18 +23,19 @@ async def start_node(nursery: trio.Nursery, seed: int) -> tuple[Membership, trio
 
     async def node() -> None:
         with scope:
-            async with UdpEndpoint.open() as ep:
+            async with open_gossip_port() as port:
                 core = Swim(
                     actor_id=os.urandom(16),
-                    addr=ep.addr,
+                    addr=port.addr,
                     cluster_id=7,
                     rng=random.Random(seed),
                     config=LOCAL,
                 )
-                m = Membership(core, ep)
+                m = Membership(core, port.endpoint)
                 holder.append(m)
                 async with trio.open_nursery() as inner:
                     await inner.start(m.run)
+                    await inner.start(port.serve, Routes(swim=m.handle_datagram))
                     started.set()
 
     nursery.start_soon(node)

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from corrosion_py.net import pushpull
 from corrosion_py.net.membership import Membership
+from corrosion_py.net.port import Routes, open_gossip_port
 from corrosion_py.net.secure import GossipSecurity, HandshakeFailed, SecureStream
-from corrosion_py.net.udp import UdpEndpoint, open_gossip_port
+from corrosion_py.net.udp import UdpEndpoint
 from corrosion_py.swim import MemberState, Swim
 from corrosion_py.swim.presets import LOCAL
 from corrosion_py.wire import DecodeError, decode, peek_tag
@@ -147,19 +148,20 @@ async def test_a_silent_client_is_dropped_after_the_handshake_timeout() -> None:
 async def node(seed: int, keyring: Keyring) -> AsyncIterator[Membership]:
     security = GossipSecurity(keyring, CLUSTER)
     async with (
-        open_gossip_port(security=security) as (ep, listeners),
+        open_gossip_port(security=security) as port,
         trio.open_nursery() as nursery,
     ):
         core = Swim(
             actor_id=os.urandom(16),
-            addr=ep.addr,
+            addr=port.addr,
             cluster_id=CLUSTER,
             rng=random.Random(seed),
             config=LOCAL,
         )
-        m = Membership(core, ep, security=security)
+        m = Membership(core, port.endpoint, security=security)
         await nursery.start(m.run)
-        nursery.start_soon(trio.serve_listeners, m.serve_tcp_stream, listeners)
+        routes = Routes(swim=m.handle_datagram, push_pull=m.serve_push_pull)
+        await nursery.start(port.serve, routes)
         yield m
         nursery.cancel_scope.cancel()
 
@@ -181,4 +183,4 @@ async def test_sealed_swim_and_push_pull_between_keyed_members_only() -> None:
             await pushpull.request(
                 a.endpoint.addr, stranger.core, stranger.merge, stranger.security
             )
-        await wait_for(lambda: a.push_pull_stats["serve_failed_handshake"])
+        await wait_for(lambda: a.endpoint.security.streams["failed_unknown_key"])  # type: ignore[union-attr]

@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from corrosion_py.addr import Addr
-from corrosion_py.net.sync import SyncReport, SyncServer, sync_with
+from corrosion_py.net.sync_client import SyncReport, sync_with
+from corrosion_py.net.sync_server import SyncServer
 from corrosion_py.replication.hlc import ntp64_from_ns
 from corrosion_py.store.store import Store
 from corrosion_py.wire.codec import decode, encode

@@ -1,6 +1,6 @@
 """Anti-entropy sync over real TCP on 127.0.0.1 with real store files: convergence, catching up
 a large store, several servers without double asking, rejections, bad frames, stalled peers,
-partial versions, and the hand-over of SWIM push-pull connections."""
+and partial versions (the gossip port's routing of first frames: tests/net/test_port.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import trio
 
 from corrosion_py.addr import Addr
-from corrosion_py.net.sync import SyncReport, SyncServer, sync_with
+from corrosion_py.net.sync_client import SyncReport, sync_with
+from corrosion_py.net.sync_server import SyncServer
+from corrosion_py.replication import chunking
 from corrosion_py.replication.hlc import ntp64_from_ns
 from corrosion_py.store.store import Store
 from corrosion_py.wire.codec import decode, encode
@@ -330,7 +332,7 @@ async def test_partial_versions_are_completed_through_sync(
         [("INSERT INTO kv VALUES (?, ?)", [i, "x" * 40]) for i in range(200)]
     ).changeset
     assert big is not None
-    pieces = list(source.pieces(big, budget=600))
+    pieces = list(chunking.pieces(big, budget=600))
     assert len(pieces) >= 6
     client.apply_sync(pieces[:2])
     partial_holder.apply_sync(pieces[2:4])
@@ -349,34 +351,17 @@ async def test_partial_versions_are_completed_through_sync(
     assert rows(client) == rows(source) and len(rows(client)) == 200 and no_gaps(client)
 
 
-# -- SWIM push-pull hand-over ----------------------------------------------------------------------
+# -- a SWIM frame alone ----------------------------------------------------------------------------
 
 
-async def test_swim_first_frame_is_handed_to_push_pull(
+async def test_a_swim_frame_to_the_sync_server_alone_is_a_bad_frame(
     open_store: OpenStore, nursery: trio.Nursery
 ) -> None:
     store = open_store("s")
-    handed: list[bytes] = []
-
-    async def push_pull(stream: trio.abc.Stream, first: bytes) -> None:
-        handed.append(first)
-        tail = await stream.receive_some(4)  # nothing past the first frame was read
-        await stream.send_all(b"ack:" + tail)
-        await stream.aclose()
-
-    addr, server = await serve(nursery, store, push_pull=push_pull)
     packet = encode_packet(Packet(CLUSTER, NodeId(store.actor_id, ("127.0.0.1", 1)), 0, Join()))
+    addr, server = await serve(nursery, store)
     stream = await trio.open_tcp_stream(*addr)
-    await stream.send_all(frame(packet) + b"tail")
-    with trio.fail_after(5):
-        assert await stream.receive_some(100) == b"ack:tail"
-    await stream.aclose()
-    assert handed == [packet] and server.stats.handed_to_push_pull == 1
-
-    # without a push_pull callback a SWIM frame is a bad frame
-    addr2, server2 = await serve(nursery, store)
-    stream = await trio.open_tcp_stream(*addr2)
     await stream.send_all(frame(packet))
     assert await closed_by_peer(stream)
     await stream.aclose()
-    await eventually(lambda: server2.stats.bad_frames == 1)
+    await eventually(lambda: server.stats.bad_frames == 1)

@@ -188,7 +188,7 @@ def test_bad_datagrams_are_counted_and_change_nothing(tmp_path: Path) -> None:
         for junk in (b"", b"\xff" * 40, b"\x85\x01\x07\x00\x00\x00"):
             sim.inject(0, 1, junk)
         sim.run_until(2.0)
-        assert sim.stats["bad_datagrams"] == 3
+        assert sim.report().values["bad_datagrams"] == 3
         assert sim.user_tables(1) == before
         assert sim.converged()
 

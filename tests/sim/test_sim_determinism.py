@@ -1,9 +1,19 @@
-"""The simulator's determinism target (one seed, one byte-identical trace): hashes pinned for three
-seeds of one small scenario, so that any change to a packet sent, an event reported or the time
-either happens at shows up here, byte for byte.
+"""The simulator's determinism target (one seed, one byte-identical trace): trace hashes
+pinned for three seeds of one small scenario, so that any change to a packet sent, an event
+reported or the time either happens at shows up here, byte for byte.
 
-A deliberate change of protocol behaviour (or of the simulator's network model) changes these
-hashes: re-pin them in the same change and say why. A speed-up must leave them as they are.
+What is hashed: ``corrosion_py/sim/trace.py`` (its module doc gives the record formats).
+
+A deliberate change of protocol behaviour, of the simulator's network model or of the trace's
+record format changes these hashes: re-pin them in the same change and say why. A speed-up or a
+restructuring must leave them as they are. To re-pin, run this file: each failure prints the
+new hash (its ``+`` line); paste the three into ``PINNED`` and into docs/benchmarks.md (S0).
+
+History: re-pinned once when both simulators came to share one SWIM host and one trace
+(sim/swim_host.py, sim/trace.py). The runs themselves did not change: with SWIM datagrams hashed
+in the former record format (time, sender, receiver; no kind byte) the shared host gives the
+former hashes, ``4f57f41d...``, ``738bab45...`` and ``40d317de...``. Only the format did: every
+datagram record now carries its kind, as the replication simulator's always did.
 """
 
 from __future__ import annotations
@@ -14,9 +24,9 @@ from corrosion_py.sim import Params
 from corrosion_py.sim.scenarios import crash
 
 PINNED = {
-    1: "4f57f41d88eb9cadd2346a26b87b164634b9ceacd8a92e91203041081e66ba89",
-    2: "738bab45440f77d384219e73a8ef92097ac740f6a136f6f97670ca8c09776c59",
-    3: "40d317de9fa58b25618544449b1019a27bdc80f7bd1e8d874b2f8ff482feaabc",
+    1: "53c0a74b2edf30f72aaed97fca25f7f6d242cf36378b8cb211e8b5408f2e99db",
+    2: "270b458c6eb388b4374675f31f69a5fd6f5cc9f3b675071b6e91e39fddf7fa60",
+    3: "bf51c920d905adc2b7f87c4bf7b76b422aabd238dff50e76bf46ee15dc212f01",
 }
 
 

@@ -4,13 +4,13 @@ reopen, and sync state, needs and serving."""
 
 from __future__ import annotations
 
-import itertools
 import random
 from pathlib import Path
 
 import pytest
 
 from corrosion_py.errors import StatementError
+from corrosion_py.replication import chunking
 from corrosion_py.store.store import Store
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, NeedFull
 
@@ -103,26 +103,6 @@ def test_failing_statement_rolls_back_everything(open_store) -> None:  # type: i
     assert a.transaction_sync(["INSERT INTO machines (id) VALUES ('m1')"]).version == 1
 
 
-def test_pieces_cover_the_version(open_store) -> None:  # type: ignore[no-untyped-def]
-    a = open_store("a")
-    stmts = [
-        ("INSERT INTO machines (id, app, region) VALUES (?, ?, ?)", [f"m{i}", "x" * 50, "ams"])
-        for i in range(40)
-    ]
-    cs = a.transaction_sync(stmts).changeset
-    assert cs is not None
-    pieces = list(a.pieces(cs, budget=600))
-    assert len(pieces) > 3
-    assert pieces[0].seqs[0] == 0 and pieces[-1].seqs[1] == cs.last_seq
-    for prev, nxt in itertools.pairwise(pieces):
-        assert prev.seqs[1] + 1 == nxt.seqs[0]
-    assert sorted(c.seq for p in pieces for c in p.changes) == sorted(c.seq for c in cs.changes)
-    # a single value larger than the budget still gets a piece of its own
-    big = a.transaction_sync([("UPDATE machines SET app = ? WHERE id = 'm1'", ["y" * 5000])])
-    assert big.changeset is not None
-    assert [len(p.changes) for p in a.pieces(big.changeset, budget=600)] == [1]
-
-
 def test_pieces_in_any_order_with_duplicates(open_store) -> None:  # type: ignore[no-untyped-def]
     a, b = open_store("a"), open_store("b")
     stmts = [
@@ -130,7 +110,7 @@ def test_pieces_in_any_order_with_duplicates(open_store) -> None:  # type: ignor
     ]
     cs = a.transaction_sync(stmts).changeset
     assert cs is not None
-    pieces = list(a.pieces(cs, budget=500)) * 2
+    pieces = list(chunking.pieces(cs, budget=500)) * 2
     random.Random(7).shuffle(pieces)
     first, rest = pieces[: len(pieces) // 4], pieces[len(pieces) // 4 :]
     res = b.apply_sync(first)
@@ -162,7 +142,7 @@ def test_bookkeeping_survives_reopen(tmp_path: Path, open_store, schema: Path) -
     ).changeset
     assert big is not None and all(sets)
     b.apply_sync([sets[0], sets[3]])  # type: ignore[list-item]
-    pieces = list(a.pieces(big, budget=400))
+    pieces = list(chunking.pieces(big, budget=400))
     b.apply_sync(pieces[:2])
     booked = b.bookie_snapshot()[a.actor_id]
     assert list(booked.gaps) == [(2, 3), (5, 5)] and big.version in booked.partials

@@ -11,6 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from corrosion_py.replication import chunking
 from corrosion_py.store.store import Store
 from corrosion_py.wire.messages import Changeset
 
@@ -76,7 +77,7 @@ def test_lossy_delivery_then_sync_converges(seed: int, reopen: bool) -> None:
                     continue
                 if res.changeset is not None:
                     budget = rnd.choice([200, 500, 1100, 4000])
-                    for piece in stores[origin].pieces(res.changeset, budget=budget):
+                    for piece in chunking.pieces(res.changeset, budget=budget):
                         for dst in range(3):
                             if dst == origin or rnd.random() < 0.3:  # 30% loss
                                 continue

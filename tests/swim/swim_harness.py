@@ -17,7 +17,7 @@ from corrosion_py.swim import (
     LAN,
     Addr,
     Effect,
-    Event,
+    MembershipEvent,
     MemberState,
     Notify,
     Send,
@@ -127,7 +127,7 @@ class Cluster:
             elif isinstance(e, Notify):
                 self._record(i, e.event)
 
-    def _record(self, i: int, event: Event) -> None:
+    def _record(self, i: int, event: MembershipEvent) -> None:
         member = getattr(event, "member", None)
         who = self._index[member.addr] if member is not None else i
         inc = member.incarnation if member is not None else -1

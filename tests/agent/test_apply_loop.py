@@ -1,6 +1,7 @@
-"""The apply queue's fault rules on a real store: while a full database stops applies it keeps
-what failed and retries, within its bounds (the oldest go over them first); an unexpected
-error drops its batch, is logged once and counted, and the queue goes on."""
+"""The apply loop drives the apply queue's fault rules on a real store: while a full database
+stops applies it keeps what failed and retries, within its bounds (the oldest go over them
+first); an unexpected error drops its batch, is logged once and counted, and the queue goes on.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 import trio
 from disk_faults import limit_growth
 
-from corrosion_py.agent.apply_queue import ApplyQueue
+from corrosion_py.agent.apply_loop import ApplyLoop
+from corrosion_py.replication.apply_queue import ApplyQueue
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.store import Store
 from corrosion_py.wire import Changeset
@@ -64,7 +66,7 @@ async def test_a_full_database_keeps_what_failed_within_the_bounds_then_applies_
     node, peer = stores(tmp_path)
     try:
         sets = versions(peer, 20)
-        queue = ApplyQueue(node, max_items=10, linger=0)
+        queue = ApplyLoop(node, ApplyQueue(max_items=10, linger=0))
         await nursery.start(queue.run)
         limit_growth(node, node.reader().execute("PRAGMA page_count").fetchone()[0])
         queue.put_nowait(sets[:10])
@@ -74,6 +76,8 @@ async def test_a_full_database_keeps_what_failed_within_the_bounds_then_applies_
         assert queue.depth == 10 and queue.stats["dropped_overflow"] == 10  # the oldest went
         limit_growth(node, None)
         await eventually(lambda: queue.depth == 0 and len(held(node, peer)) == 10)
+        with trio.fail_after(HANG):
+            await queue.drained()  # the loop has seen the apply end, not only the store
         assert held(node, peer) == list(range(11, 21))  # the newest ten; sync brings the rest
         assert queue.stats["applied_changesets"] == 10 and queue.stats["apply_errors"] == 0
     finally:
@@ -101,9 +105,9 @@ async def test_an_unexpected_apply_error_drops_the_batch_and_the_queue_goes_on(
             return await real_apply(items)
 
         monkeypatch.setattr(node, "apply", buggy_apply)
-        queue = ApplyQueue(node, linger=0)
+        queue = ApplyLoop(node, ApplyQueue(linger=0))
         await nursery.start(queue.run)
-        caplog.set_level(logging.ERROR, logger="corrosion_py.agent.apply_queue")
+        caplog.set_level(logging.ERROR, logger="corrosion_py.agent.apply_loop")
         queue.put_nowait(sets[:1])
         await eventually(lambda: queue.stats["apply_errors"] == 1)
         queue.put_nowait(sets[1:2])
