@@ -159,34 +159,3 @@ class UdpEndpoint:
             self.stats.send_errors += 1
         else:
             self.stats.sent += 1
-
-
-@asynccontextmanager
-async def open_gossip_port(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    faults: FaultPlan | None = None,
-    seed: int | None = None,
-    attempts: int = 20,
-    security: GossipSecurity | None = None,
-) -> AsyncIterator[tuple[UdpEndpoint, list[trio.SocketListener]]]:
-    """The gossip port: a UDP endpoint and TCP listeners on the same number (push-pull, sync).
-
-    With ``port=0`` the UDP side picks a free port and TCP binds the same number; if TCP finds
-    it taken, both are tried again on another port (``attempts`` times)."""
-    for attempt in range(attempts):
-        async with UdpEndpoint.open(host, port, faults=faults, seed=seed, security=security) as ep:
-            try:
-                listeners = await trio.open_tcp_listeners(ep.addr[1], host=ep.addr[0])
-            except OSError:
-                if port != 0 or attempt == attempts - 1:
-                    raise
-                continue
-            try:
-                yield ep, listeners
-            finally:
-                for listener in listeners:
-                    await listener.aclose()
-            return
-    raise AssertionError("unreachable")  # pragma: no cover

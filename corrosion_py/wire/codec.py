@@ -159,9 +159,10 @@ def decode(
     return _decode(data, cluster_id, max_size).message
 
 
-def _decode(
-    data: bytes | bytearray | memoryview, cluster_id: int | None, max_size: int
-) -> Envelope:
+def load_item(data: bytes | bytearray | memoryview, max_size: int) -> Any:
+    """The one CBOR item of ``data``, refused before decoding when longer than ``max_size``
+    (SWIM packets and replication messages share this first step). Raises only
+    ``DecodeError``s."""
     try:
         size = len(data)
     except Exception as e:
@@ -169,11 +170,17 @@ def _decode(
     if size > max_size:
         raise MessageTooLarge(size, max_size)
     try:
-        item = _loads(bytes(data))
+        return _loads(bytes(data))
     except DecodeError:
         raise
     except Exception as e:  # cbor2 raises many types (see module docstring); all mean "bad input"
         raise DecodeError(f"not a valid CBOR item: {e}") from e
+
+
+def _decode(
+    data: bytes | bytearray | memoryview, cluster_id: int | None, max_size: int
+) -> Envelope:
+    item = load_item(data, max_size)
     try:
         return _envelope(item, cluster_id)
     except DecodeError:

@@ -50,11 +50,10 @@ import attrs
 import cbor2
 
 from corrosion_py.addr import Addr
-from corrosion_py.wire.codec import MAX_CLUSTER_ID, PROTOCOL_VERSION, _dumps, _loads
+from corrosion_py.wire.codec import MAX_CLUSTER_ID, PROTOCOL_VERSION, _dumps, load_item
 from corrosion_py.wire.errors import (
     DecodeError,
     EncodeError,
-    MessageTooLarge,
     ProtocolVersionError,
     UnknownMessageError,
 )
@@ -320,18 +319,7 @@ def encode_packet(p: Packet, *, check: bool = True) -> bytes:
 
 def decode_packet(data: bytes | bytearray | memoryview, *, max_size: int = MAX_DATAGRAM) -> Packet:
     """The packet in ``data`` (cluster id not compared). Raises only ``DecodeError``s."""
-    try:
-        size = len(data)
-    except Exception as e:
-        raise DecodeError(f"input must be bytes, got {type(data).__name__}") from e
-    if size > max_size:
-        raise MessageTooLarge(size, max_size)
-    try:
-        item = _loads(bytes(data))
-    except DecodeError:
-        raise
-    except Exception as e:  # cbor2 raises many types; all mean "bad input"
-        raise DecodeError(f"not a valid CBOR item: {e}") from e
+    item = load_item(data, max_size)
     try:
         return _from_wire(item)
     except DecodeError:
