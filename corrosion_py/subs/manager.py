@@ -40,9 +40,9 @@ from typing import Any
 import attrs
 import trio
 
+from corrosion_py import crdt
 from corrosion_py.aliases import Params
 from corrosion_py.api_types import Change, Columns, EndOfQuery, ErrorCode, Event, Notify, Row
-from corrosion_py.crdt import Change as ColumnChange
 from corrosion_py.crdt import unpack_pk
 from corrosion_py.crdt.tables import crr_names
 from corrosion_py.store.connections import open_reader
@@ -376,9 +376,9 @@ class SubscriptionManager:
 
     # -- changes -----------------------------------------------------------------------------
 
-    def notify(self, changes: Iterable[ColumnChange]) -> None:
+    def notify(self, changes: Iterable[crdt.Change]) -> None:
         """Committed changes (never blocks: the work happens in the processing task)."""
-        touched: dict[tuple[str, bytes], ColumnChange] = {}
+        touched: dict[tuple[str, bytes], crdt.Change] = {}
         for change in changes:
             if self._pending.watches(change.table) or change.table in self._updates:
                 touched[(change.table, change.pk)] = change
@@ -499,7 +499,7 @@ class SubscriptionManager:
             with trio.CancelScope(shield=True):
                 await notes.aclose()
 
-    def _notify_updates(self, table: str, change: ColumnChange) -> None:
+    def _notify_updates(self, table: str, change: crdt.Change) -> None:
         deleted = change.cid == "-1" and change.cl % 2 == 0
         notify = Notify("delete" if deleted else "update", unpack_pk(change.pk))
         for listener in list(self._updates.get(table, ())):
