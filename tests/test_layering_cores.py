@@ -106,7 +106,7 @@ def test_the_import_reader_sees_imports_and_type_only_ones() -> None:
     """The rule above could pass by reading nothing: it must see the I/O imports that exist."""
     assert "trio" in _runtime_imports("corrosion_py.net.port")
     assert "threading" in _runtime_imports("corrosion_py.store.store")
-    assert "random" not in _runtime_imports("corrosion_py.replication.broadcast")  # typing only
+    assert "random" not in _runtime_imports("corrosion_py.replication.plumtree")  # typing only
     assert "corrosion_py.wire.codec" in _runtime_imports("corrosion_py.replication.gossip")
     assert "corrosion_py.net.framed" in _closure(["corrosion_py.net.sync_server"])
 

@@ -44,6 +44,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,12 @@ from corrosion_py.net.port import GossipPort, Routes, open_gossip_port
 from corrosion_py.net.secure import GossipSecurity, read_keyring_file
 from corrosion_py.net.sync_loop import Syncer
 from corrosion_py.net.sync_server import SyncServer
-from corrosion_py.replication import BroadcastConfig, Broadcaster, Peer, missing_versions
+from corrosion_py.net.timers import Timers
+from corrosion_py.replication import missing_versions
 from corrosion_py.replication.apply_queue import ApplyQueue
 from corrosion_py.replication.chunking import DEFAULT_BUDGET
 from corrosion_py.replication.gossip import Gossip
+from corrosion_py.replication.plumtree import Peer, Plumtree, PlumtreeConfig
 from corrosion_py.store import lock as db_lock
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.cursor import ReadCursor
@@ -76,6 +79,7 @@ from corrosion_py.store.store import Store, TxResult
 from corrosion_py.subs import Event, Notify, SubsConfig, Subscription, SubscriptionManager
 from corrosion_py.swim import LAN, LeaveComplete, MemberInfo, MemberState, Swim, SwimConfig
 from corrosion_py.swim.events import MembershipEvent
+from corrosion_py.wire.codec import encode
 from corrosion_py.wire.keyring import Keyring
 from corrosion_py.wire.messages import SyncState
 
@@ -109,7 +113,7 @@ class AgentConfig:
     bootstrap: tuple[Addr, ...] = attrs.field(default=(), converter=_addrs)
     cluster_id: int = 0
     swim: SwimConfig = LAN
-    broadcast: BroadcastConfig = attrs.Factory(BroadcastConfig)
+    broadcast: PlumtreeConfig = attrs.Factory(PlumtreeConfig)
     sync_interval: tuple[float, float] = (1.0, 15.0)
     sync_idle_timeout: float = 10.0
     """A peer's sync session that asks for nothing this long loses its slot (shorter than a
@@ -210,23 +214,32 @@ class Agent:
             config=swim,
             incarnation=incarnation,
         )
-        self.membership = Membership(core, endpoint, security=self.security)
+        self.timers = Timers()
+        """The node's one timer heap (SWIM, broadcast)."""
+        self.membership = Membership(core, endpoint, self.timers, security=self.security)
         self.arrivals: deque[tuple[bytes, int, float]] = deque(maxlen=ARRIVALS_KEPT)
         """(actor, version, wall time) of every version written or applied here, newest last:
         what propagation measurements read (bounded; the oldest fall off)."""
         self.apply_queue = ApplyLoop(
             store, ApplyQueue(max_items=config.apply_queue_len), on_applied=self._applied
         )
+        tree = Plumtree(
+            config.broadcast,
+            random.Random(rng.random()),
+            encode=partial(encode, cluster_id=config.cluster_id, check=False),
+            max_payload=min(DEFAULT_BUDGET, endpoint.max_payload),  # a datagram, once sealed
+        )
+        self._peer_list: tuple[Peer, ...] = ()
+        self._peer_changes = -1
         gossip = Gossip(
-            Broadcaster(config.broadcast, random.Random(rng.random())),
+            tree,
             cluster_id=config.cluster_id,
             own_actor=store.actor_id,
             peers=self._peers,
-            bookie=store.bookie_snapshot,
+            booked=store.booked,
             is_member=lambda actor: core.member(actor) is not None,
-            budget=min(DEFAULT_BUDGET, endpoint.max_payload),  # a piece fits once sealed
         )
-        self.gossiper = Gossiper(gossip, endpoint, enqueue=self.apply_queue.put_nowait)
+        self.gossiper = Gossiper(gossip, endpoint, self.timers, enqueue=self.apply_queue.put_nowait)
         self.syncer = Syncer(
             store,
             self.apply_queue.put,
@@ -316,13 +329,14 @@ class Agent:
         saved: Sequence[MemberRecord],
     ) -> None:
         await nursery.start(self.subs.run)
+        await nursery.start(self.timers.run)
         nursery.start_soon(self._member_events_loop)
         await nursery.start(self.membership.run)
         await nursery.start(self.apply_queue.run)
-        await nursery.start(self.gossiper.run)
         routes = Routes(
             swim=self.membership.handle_datagram,
             broadcast=self.gossiper.handle_datagram,
+            burst_end=self.gossiper.flush,
             push_pull=self.membership.serve_push_pull,
             sync=lambda stream, first, peer: self.sync_server.serve(stream, first),
         )
@@ -393,7 +407,7 @@ class Agent:
             self.arrivals.append((self.actor_id, result.version, time.time()))
         if result.changeset is not None:
             self.subs.notify(result.changeset.changes)
-            await self.gossiper.local(result.changeset)
+            self.gossiper.local(result.changeset)
         return result
 
     @asynccontextmanager
@@ -601,8 +615,10 @@ class Agent:
         """Counters of every part, for health and metrics."""
         return {
             "apply_queue": {"depth": self.apply_queue.depth, **self.apply_queue.stats},
-            "broadcast": {"queued": self.gossiper.broadcaster.queue_len,
-                          **self.gossiper.broadcaster.stats},
+            "broadcast": {"eager": len(self.gossiper.core.tree.eager),
+                          "lazy": len(self.gossiper.core.tree.lazy),
+                          **self.gossiper.core.tree.stats},
+            "timers": {"pending": len(self.timers), "errors": self.timers.errors},
             "gossip": dict(self.gossiper.stats),
             "sync": dict(self.syncer.stats),
             "claims": {**self.store.rejected,
@@ -610,7 +626,8 @@ class Agent:
             "sync_server": attrs.asdict(self.sync_server.stats),
             "swim": dict(self.membership.core.stats),
             "push_pull": dict(self.membership.push_pull_stats),
-            "udp": {**attrs.asdict(self.endpoint.stats), **self.port.udp_stats},
+            "udp": {**attrs.asdict(self.endpoint.stats), **self.port.udp_stats,
+                    "kernel_drops": self.endpoint.kernel_drops()},
             "tcp": {"refused_busy": 0, **self.port.tcp_stats},
             "security": self.security.stats() if self.security is not None else None,
         }  # fmt: skip
@@ -625,8 +642,18 @@ class Agent:
             if end - start < 64:  # (long empty ranges come from sync, not from new writes)
                 self.arrivals.extend((actor, v, now) for v in range(start, end + 1))
 
-    def _peers(self) -> list[Peer]:
-        return [Peer(m.actor_id, m.addr) for m in self.alive_members()]
+    def _peers(self) -> tuple[Peer, ...]:
+        """The live members (alive or suspect) to broadcast to: the same tuple while the member
+        list does not change (the broadcast tree rebuilds its view only when it does)."""
+        core = self.membership.core
+        if core.changes != self._peer_changes:
+            self._peer_changes = core.changes
+            self._peer_list = tuple(
+                Peer(m.actor_id, m.addr)
+                for m in core.members()
+                if m.state in (MemberState.ALIVE, MemberState.SUSPECT)
+            )
+        return self._peer_list
 
     def _is_member(self, actor: bytes) -> bool:
         """Whether ``actor`` may hold a sync session here: a member SWIM holds alive or suspect."""

@@ -24,7 +24,6 @@ replication policy, and sends no byte): net/ hands it what arrives through plain
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -106,8 +105,11 @@ class ApplyLoop:
             batch = self.queue.tick(trio.current_time())
             if batch is None:
                 deadline = self.queue.next_deadline()
-                with trio.move_on_at(math.inf if deadline is None else deadline):
-                    await self._changed.park()
+                if deadline is None:
+                    await self._changed.park()  # no cancel scope per wait: this is per write
+                else:
+                    with trio.move_on_at(deadline):
+                        await self._changed.park()
                 continue
             self._room.unpark_all()
             try:

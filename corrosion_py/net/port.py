@@ -52,7 +52,8 @@ MAX_FIRST_FRAME = 1024 * 1024
 FIRST_FRAME_TIMEOUT = 5.0
 MAX_HEARD = 65_536
 
-DatagramHandler = Callable[[Addr, bytes], Awaitable[None]]
+DatagramHandler = Callable[[Addr, bytes], None]
+"""Takes one datagram, synchronously (it runs inside the receive loop: it must not block)."""
 StreamHandler = Callable[[trio.abc.Stream, bytes, Addr], Awaitable[None]]
 """A connection, its first frame's payload and the peer's address."""
 
@@ -63,6 +64,8 @@ class Routes:
 
     swim: DatagramHandler
     broadcast: DatagramHandler | None = None
+    burst_end: Callable[[], None] | None = None
+    """Called after each burst of datagrams (the broadcast flushes what the burst queued)."""
     push_pull: StreamHandler | None = None
     sync: StreamHandler | None = None
 
@@ -87,6 +90,7 @@ class GossipPort:
         self._heard: dict[Addr, float] = {}  # insertion order is recency
         self._handshakes = 0
         self._plaintext_streams = 0
+        self._routes: Routes | None = None
 
     @property
     def addr(self) -> Addr:
@@ -105,28 +109,31 @@ class GossipPort:
         self, routes: Routes, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Route datagrams and connections until cancelled."""
+        self._routes = routes
+        self.endpoint.handler = self._route_datagram
+        self.endpoint.on_burst_end = routes.burst_end
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._route_datagrams, routes)
             await nursery.start(
                 partial(trio.serve_listeners, partial(self._route_stream, routes), self.listeners)
             )
             task_status.started()
 
-    async def _route_datagrams(self, routes: Routes) -> None:
+    def _route_datagram(self, addr: Addr, data: bytes) -> None:
+        """One datagram, in the endpoint's receive loop: to SWIM or broadcast by its tag."""
         heard = self._heard
-        while True:
-            addr, data = await self.endpoint.receive()
-            heard.pop(addr, None)
-            heard[addr] = time.time()
-            if len(heard) > MAX_HEARD:
-                del heard[next(iter(heard))]
-            tag = peek_tag(data)
-            if tag in SWIM_TAGS:
-                await routes.swim(addr, data)
-            elif tag is not None and routes.broadcast is not None:
-                await routes.broadcast(addr, data)
-            else:
-                self.udp_stats["unrouted"] += 1
+        heard.pop(addr, None)
+        heard[addr] = time.time()
+        if len(heard) > MAX_HEARD:
+            del heard[next(iter(heard))]
+        tag = peek_tag(data)
+        routes = self._routes
+        assert routes is not None
+        if tag in SWIM_TAGS:
+            routes.swim(addr, data)
+        elif tag is not None and routes.broadcast is not None:
+            routes.broadcast(addr, data)
+        else:
+            self.udp_stats["unrouted"] += 1
 
     async def _route_stream(self, routes: Routes, raw: trio.SocketStream) -> None:
         try:

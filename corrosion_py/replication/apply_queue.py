@@ -14,11 +14,13 @@ Rules:
 - **Sync puts wait** (``has_room``, then ``push``): the host puts an item only when there is
   room, and otherwise waits until a batch is taken, so a slow store slows the sync server down
   through TCP instead of growing a buffer.
-- **Linger, then batch.** One batch is in flight at a time. Once items wait and none is in
-  flight, the queue lingers ``linger`` seconds (10 ms, Corrosion's figure) for more to arrive,
-  counted from the put into an empty queue or from the end of the previous apply; then
-  ``tick`` returns up to ``max_batch`` items, oldest first. A full batch waiting goes at once.
-  So a trickle of datagrams becomes a few transactions instead of one per datagram.
+- **Batch as they come.** One batch is in flight at a time. Once items wait and none is in
+  flight, the queue lingers ``linger`` seconds for more to arrive, counted from the put into an
+  empty queue or from the end of the previous apply; then ``tick`` returns up to ``max_batch``
+  items, oldest first. A full batch waiting goes at once. The default linger is 0: the apply in
+  flight is the batching window (what arrives meanwhile is the next batch), so a busy node
+  writes many changesets per transaction and an idle one adds no delay and no timer per
+  changeset (Corrosion lingers 10 ms; a host may ask for that).
 - **After an apply** the host reports once: ``applied`` (the batch committed) or ``failed``
   with the items that did not commit (those before them did, and count as applied):
 
@@ -66,7 +68,7 @@ class ApplyQueue:
         max_items: int = 20_000,
         max_changes: int = 100_000,
         max_batch: int = 2_000,
-        linger: float = 0.01,
+        linger: float = 0.0,
         retry_first: float = RETRY_FIRST,
         retry_max: float = RETRY_MAX,
     ) -> None:

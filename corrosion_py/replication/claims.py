@@ -32,7 +32,7 @@ client, and the simulator, call them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from corrosion_py.replication.booked import MAX_VERSION_JUMP, BookedVersions
 from corrosion_py.replication.ranges import RangeSet
@@ -43,15 +43,15 @@ def broadcast_refusal(
     item: Item,
     *,
     own_actor: bytes,
-    bookie: Mapping[bytes, BookedVersions],
+    booked: BookedVersions | None,
     is_member: Callable[[bytes], bool],
 ) -> str | None:
-    """Why a broadcast item is not believed (see the module rules), or None to take it."""
+    """Why a broadcast item is not believed (see the module rules), or None to take it;
+    ``booked`` is the bookkeeping of the item's actor."""
     if item.actor_id == own_actor:
         return "own_actor"
     if isinstance(item, EmptyChangeset):
         return "broadcast_empty"
-    booked = bookie.get(item.actor_id)
     if booked is None and not is_member(item.actor_id):
         return "unknown_actor"
     ceiling = booked.ceiling() if booked is not None else MAX_VERSION_JUMP

@@ -1,137 +1,181 @@
 """One node's changeset gossip: what a local changeset sends, and what a broadcast datagram that
 arrives becomes. Sans-IO; the agent's trio shell (net/broadcast.py) and the simulator drive this
-same object, so both spread changesets by the same rules.
+same object, so both spread changesets by the same rules (the tree itself: replication/
+plumtree.py).
 
 Rules, in the order they apply:
 
-- **Local.** A changeset committed here is cut into pieces that each fit one datagram
-  (``budget`` bytes encoded, ``chunking.pieces``); each piece is encoded once and handed to the
-  broadcaster, whose first round is returned at once. A piece already queued is not queued
-  twice. A single change too large for a datagram still gets a piece of its own: the transport
-  refuses and counts it, sync carries it.
-- **Inbound.** A datagram is decoded first: an unknown message (or one that is not a
-  changeset) is ``dropped_unknown``, another cluster's ``dropped_wrong_cluster``, anything else
-  that does not decode ``dropped_malformed``. A piece the bookkeeping already holds is a
-  duplicate, never a refusal (our own changesets relayed back land here). Otherwise the claim
-  must be believed (``claims.broadcast_refusal``; counted as ``refused_<reason>``, never
-  relayed). Then the broadcaster's seen-cache decides: a piece it saw is a duplicate; a new one
-  is returned for the apply queue (the host puts it without waiting: the queue drops its oldest
-  on overflow) and its first relay round goes out at once, in the same result.
-- **Ticks.** ``tick`` sends the rounds that are due; the host calls it at ``next_deadline``
-  and again whenever a call may have moved that deadline earlier.
+- **Local.** A changeset committed here is cut into pieces that each fit one datagram with the
+  broadcast envelope around it (``chunking.pieces`` with ``budget``); each piece is encoded once
+  and pushed to the tree. A single change too large for a datagram still gets a piece of its
+  own: the transport refuses and counts it, sync carries it.
+- **Inbound.** A datagram is a ``Broadcast`` (pieces, announcements, grafts, prune) or, from an
+  older sender, a bare changeset (one piece). What does not decode is dropped and counted
+  (``dropped_unknown``, ``dropped_wrong_cluster``, ``dropped_malformed``). Control entries count
+  only from a live member's address. Each piece is looked up in the tree's seen-cache by its
+  bytes **before it is decoded**: a piece seen before is a duplicate (and prunes that link).
+  A new piece is decoded; the bookkeeping may hold it already (it came by sync, or it is our
+  own relayed back): it is a duplicate for apply but still pushed on (the tree below us may
+  lack it). Otherwise the claim must be believed (``claims.broadcast_refusal``; counted as
+  ``refused_<reason>``, never pushed on), then it is returned for the apply queue and pushed.
+- **Output.** Sends accumulate in the tree; the host calls ``flush`` after each burst of
+  datagrams, after ``local`` and after ``tick`` (at ``next_deadline``), so what is bound for one
+  peer in one burst shares datagrams.
 
-Time (``now``) is passed in; the peers (live members other than this node), the bookkeeping and
-the member list are read through the callables given at construction, each only when a call
-needs it (a datagram that does not decode costs none of them). Nothing here reads a clock, a
-socket or the store.
+Time (``now``) is passed in; the peers (live members other than this node), the bookkeeping
+and the member list are read through the callables given at construction, each only when a
+call needs it (a datagram that does not decode, or a duplicate, costs none of them).
 """
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
-import attrs
-
+from corrosion_py.addr import Addr
 from corrosion_py.replication.booked import BookedVersions
-from corrosion_py.replication.broadcast import Broadcaster, Peer, Send
-from corrosion_py.replication.chunking import DEFAULT_BUDGET, pieces
+from corrosion_py.replication.chunking import pieces
 from corrosion_py.replication.claims import broadcast_refusal
-from corrosion_py.replication.known import is_known, piece_key
+from corrosion_py.replication.known import is_known
+from corrosion_py.replication.plumtree import PIECE_SLACK, Peer, Plumtree, Send
 from corrosion_py.wire.codec import decode, encode
 from corrosion_py.wire.errors import DecodeError, UnknownMessageError, WrongClusterError
-from corrosion_py.wire.messages import Changeset, EmptyChangeset, Item, Message
+from corrosion_py.wire.messages import Broadcast, Changeset, EmptyChangeset, Item
 
-Decode = Callable[[bytes], Message]
-"""Bytes to a message, raising ``DecodeError`` (a host may share a cache of equal bytes)."""
+Booked = Callable[[bytes], BookedVersions | None]
+"""One actor's published bookkeeping (None: nothing known of it)."""
 
 
-@attrs.frozen
-class Received:
-    """What a broadcast datagram became: the item to queue for apply (None: dropped, refused
-    or a duplicate) and the datagrams to send now (relay rounds that came due)."""
-
-    item: Item | None
-    sends: list[Send]
+def piece_budget(max_payload: int, tree: Plumtree) -> int:
+    """Bytes an encoded piece may take so that it fits a datagram alone, with the broadcast
+    envelope around it."""
+    return max_payload - tree.empty_size - PIECE_SLACK
 
 
 class Gossip:
-    """A node's changeset gossip over one ``Broadcaster``. Input methods return what to send."""
+    """A node's changeset gossip over one broadcast tree. Inputs queue sends; ``flush`` returns
+    them."""
 
     def __init__(
         self,
-        broadcaster: Broadcaster,
+        tree: Plumtree,
         *,
         cluster_id: int,
         own_actor: bytes,
         peers: Callable[[], Sequence[Peer]],
-        bookie: Callable[[], Mapping[bytes, BookedVersions]],
+        booked: Booked,
         is_member: Callable[[bytes], bool],
-        budget: int = DEFAULT_BUDGET,
-        decode_datagram: Decode | None = None,
     ) -> None:
-        self.broadcaster = broadcaster
+        self.tree = tree
         self.cluster_id = cluster_id
         self.own_actor = own_actor
         self.peers = peers
-        """The peers to broadcast to now."""
-        self.bookie = bookie
-        """The bookkeeping now (the store's published snapshot)."""
+        """The live members other than this node, now (the same sequence while unchanged)."""
+        self.booked = booked
         self.is_member = is_member
         """Whether an actor id is a member SWIM knows (in any state)."""
-        self.budget = budget
-        """Bytes a piece may take encoded: one datagram's payload."""
-        self._decode = decode_datagram or functools.partial(decode, cluster_id=cluster_id)
+        self.budget = piece_budget(tree.max_payload, tree)
+        tree.missing = self._missing
         self.stats: Counter[str] = Counter()
-        """received, new, duplicates, dropped_malformed, dropped_unknown, dropped_wrong_cluster,
-        refused_<reason> (claims.broadcast_refusal), local_pieces."""
+        """received, pieces, new, duplicates, dropped_malformed, dropped_unknown,
+        dropped_wrong_cluster, refused_<reason>, local_pieces, control_from_stranger."""
 
     def next_deadline(self) -> float | None:
-        """When ``tick`` is next due (None: nothing queued)."""
-        return self.broadcaster.next_deadline()
+        """When ``tick`` is next due (None: nothing pending)."""
+        return self.tree.next_deadline()
 
-    def tick(self, now: float) -> list[Send]:
-        """The rounds due now."""
-        return self.broadcaster.tick(now, self.peers())
+    def tick(self, now: float) -> None:
+        """Announce and graft what is due."""
+        self.tree.set_peers(self.peers())
+        self.tree.tick(now)
 
-    def local(self, now: float, changeset: Changeset) -> list[Send]:
-        """A changeset committed on this node: the first round of each of its pieces."""
-        peers = self.peers()
-        out: list[Send] = []
+    def flush(self) -> list[Send]:
+        """Everything queued since the last flush, as datagrams."""
+        return self.tree.flush()
+
+    def local(self, now: float, changeset: Changeset) -> None:
+        """A changeset committed on this node: push its pieces."""
+        tree = self.tree
+        tree.set_peers(self.peers())
         for piece in pieces(changeset, self.budget):
-            key = piece_key(piece)
-            if key in self.broadcaster:
+            data = encode(piece, cluster_id=self.cluster_id, check=False)
+            if tree.seen(data):
                 continue
             self.stats["local_pieces"] += 1
-            data = encode(piece, cluster_id=self.cluster_id, check=False)
-            out += self.broadcaster.local(now, key, data, peers)
-        return out
+            tree.push(now, (piece.actor_id, piece.version), data, sender=None)
 
-    def datagram(self, now: float, data: bytes) -> Received:
-        """A broadcast datagram arrived (the host routed it here by its tag)."""
+    def datagram(self, now: float, addr: Addr, data: bytes) -> list[Item]:
+        """A broadcast datagram arrived from ``addr``: the new items to queue for apply."""
         self.stats["received"] += 1
-        item = self._item(data)
+        message = self._decode(data)
+        if message is None:
+            return []
+        tree = self.tree
+        tree.set_peers(self.peers())
+        sender = tree.actor_at(addr)
+        if isinstance(message, Changeset | EmptyChangeset):  # a bare piece (older senders)
+            item = self._piece(now, data, sender, message)
+            return [item] if item is not None else []
+        items = []
+        for piece in message.gossip:
+            item = self._piece(now, piece, sender, None)
+            if item is not None:
+                items.append(item)
+        if message.ihave or message.graft or message.prune or message.join:
+            if sender is None:
+                self.stats["control_from_stranger"] += 1
+            else:
+                if message.prune:
+                    tree.prune(sender)
+                if message.graft or message.join:
+                    tree.graft(sender, message.graft)
+                if message.ihave:
+                    tree.ihave(now, sender, message.ihave)
+        return items
+
+    def _piece(
+        self, now: float, data: bytes, sender: bytes | None, item: Item | None
+    ) -> Item | None:
+        """One piece: a duplicate (None), refused (None), or new (returned, and pushed on)."""
+        self.stats["pieces"] += 1
+        tree = self.tree
+        if tree.seen(data):
+            self.stats["duplicates"] += 1
+            tree.duplicate(sender)
+            return None
         if item is None:
-            return Received(None, [])
-        bookie = self.bookie()
-        known = is_known(bookie, item)
+            item = self._item(data)
+            if item is None:
+                return None
+        booked = self.booked(item.actor_id)
+        known = is_known(booked, item)
         if not known:
             refusal = broadcast_refusal(
-                item, own_actor=self.own_actor, bookie=bookie, is_member=self.is_member
+                item, own_actor=self.own_actor, booked=booked, is_member=self.is_member
             )
             if refusal is not None:
                 self.stats[f"refused_{refusal}"] += 1
-                return Received(None, [])
-        if not self.broadcaster.received(now, piece_key(item), data, known):
+                return None
+        key = (item.actor_id, item.version if isinstance(item, Changeset) else item.versions[0])
+        tree.push(now, key, data, sender=sender)
+        if known:
             self.stats["duplicates"] += 1
-            return Received(None, [])
+            return None
         self.stats["new"] += 1
-        return Received(item, self.broadcaster.tick(now, self.peers()))
+        return item
 
-    def _item(self, data: bytes) -> Changeset | EmptyChangeset | None:
+    def _missing(self, actor: bytes, version: int) -> bool:
+        """Whether an announced version is one this node lacks (and may believe)."""
+        if actor == self.own_actor:
+            return False
+        booked = self.booked(actor)
+        if booked is None:
+            return self.is_member(actor)
+        return version <= booked.ceiling() and not booked.knows(version)
+
+    def _decode(self, data: bytes) -> Broadcast | Changeset | EmptyChangeset | None:
         try:
-            msg = self._decode(data)
+            msg = decode(data, cluster_id=self.cluster_id)
         except UnknownMessageError:
             self.stats["dropped_unknown"] += 1
             return None
@@ -141,7 +185,15 @@ class Gossip:
         except DecodeError:
             self.stats["dropped_malformed"] += 1
             return None
-        if not isinstance(msg, Changeset | EmptyChangeset):
+        if not isinstance(msg, Broadcast | Changeset | EmptyChangeset):
             self.stats["dropped_unknown"] += 1
+            return None
+        return msg
+
+    def _item(self, data: bytes) -> Item | None:
+        msg = self._decode(data)
+        if msg is None or isinstance(msg, Broadcast):
+            if isinstance(msg, Broadcast):
+                self.stats["dropped_malformed"] += 1  # a broadcast inside a broadcast
             return None
         return msg

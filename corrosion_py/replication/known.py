@@ -12,8 +12,6 @@ Rules (shared by the agent and the simulator, so both spread exactly the same wa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from corrosion_py.replication.booked import BookedVersions
 from corrosion_py.wire.messages import Changeset, EmptyChangeset
 
@@ -27,9 +25,9 @@ def piece_key(item: Changeset | EmptyChangeset) -> PieceKey:
     return (item.actor_id, item.version, *item.seqs)
 
 
-def is_known(bookie: Mapping[bytes, BookedVersions], item: Changeset | EmptyChangeset) -> bool:
-    """Whether ``bookie`` already holds everything ``item`` carries."""
-    booked = bookie.get(item.actor_id)
+def is_known(booked: BookedVersions | None, item: Changeset | EmptyChangeset) -> bool:
+    """Whether ``booked`` (the bookkeeping of ``item``'s actor) already holds everything
+    ``item`` carries."""
     if booked is None:
         return False
     if isinstance(item, EmptyChangeset):

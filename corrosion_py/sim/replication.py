@@ -65,8 +65,9 @@ import attrs
 
 from corrosion_py.aliases import Statement
 from corrosion_py.replication.apply_queue import CORRUPT, TRANSIENT, ApplyQueue
-from corrosion_py.replication.broadcast import BroadcastConfig, Broadcaster, Peer, Send
+from corrosion_py.replication.chunking import DEFAULT_BUDGET
 from corrosion_py.replication.gossip import Gossip
+from corrosion_py.replication.plumtree import Peer, Plumtree, PlumtreeConfig, Send
 from corrosion_py.replication.sync_client import Session, SyncClient, SyncRound
 from corrosion_py.replication.sync_plan import missing_versions
 from corrosion_py.sim.cluster import CLUSTER_ID
@@ -78,16 +79,13 @@ from corrosion_py.sim.trace import BROADCAST, INJECTED, Trace
 from corrosion_py.store.apply import ApplyResult
 from corrosion_py.store.store import ApplyInterrupted, Store, TxResult
 from corrosion_py.swim import LAN, MembershipEvent, SwimConfig
-from corrosion_py.wire.codec import decode, encode
-from corrosion_py.wire.messages import Item, Message, NeedPartial
+from corrosion_py.wire.codec import encode
+from corrosion_py.wire.messages import Item, NeedPartial
 
 EPOCH_NS = 1_700_000_000 * 1_000_000_000
 """Wall time of virtual time 0, in ns since the Unix epoch (HLC timestamps need a real-looking
 clock)."""
-MAX_DATAGRAM = 65_507
-"""Largest UDP payload: the decode limit of broadcast datagrams."""
 
-_DECODE_CACHE = 4096
 
 WriteKey = tuple[bytes, int]
 """(actor id, version) of a local write."""
@@ -164,7 +162,7 @@ class ReplicationSim:
         schema_sql: str,
         link: Link | None = None,
         swim_config: SwimConfig = LAN,
-        broadcast_config: BroadcastConfig | None = None,
+        broadcast_config: PlumtreeConfig | None = None,
         broadcast: bool = True,
         sync: bool = True,
         sync_interval: tuple[float, float] = (1.0, 15.0),
@@ -180,7 +178,7 @@ class ReplicationSim:
         self.n = n
         self.seed = seed
         self.directory = Path(directory)
-        self.broadcast_config = broadcast_config or BroadcastConfig()
+        self.broadcast_config = broadcast_config or PlumtreeConfig()
         self.broadcast_enabled = broadcast
         self.sync_enabled = sync
         self.sync_interval = sync_interval
@@ -222,7 +220,6 @@ class ReplicationSim:
         self._by_actor: dict[bytes, int] = {s: i for i, s in enumerate(self.sites)}
         self._peer_records = [Peer(self.sites[i], addr_of(i)) for i in range(n)]
         self._host_rng = random.Random(f"{seed}/host")
-        self._decoded: dict[bytes, Message] = {}
         self._retired_gossip: Counter[str] = Counter()
 
     # -- views ----------------------------------------------------------------------------------
@@ -346,14 +343,19 @@ class ReplicationSim:
             clock=self.clock_ns,
             site_id=self.sites[i],
         )
+        tree = Plumtree(
+            self.broadcast_config,
+            random.Random(f"{self.seed}/bcast/{i}/{gen}"),
+            encode=functools.partial(encode, cluster_id=CLUSTER_ID, check=False),
+            max_payload=DEFAULT_BUDGET,
+        )
         gossip = Gossip(
-            Broadcaster(self.broadcast_config, random.Random(f"{self.seed}/bcast/{i}/{gen}")),
+            tree,
             cluster_id=CLUSTER_ID,
             own_actor=store.actor_id,
             peers=functools.partial(self._peers, i),
-            bookie=store.bookie_snapshot,
+            booked=store.booked,
             is_member=self._by_actor.__contains__,
-            decode_datagram=self._decode,
         )
         sync = SyncClient[int](random.Random(f"{self.seed}/sync/{i}/{gen}"), self.sync_interval)
         self.nodes[i] = _Node(store, gossip, ApplyQueue(linger=self.apply_interval), sync)
@@ -401,7 +403,8 @@ class ReplicationSim:
         self.stats["writes"] += 1
         self.trace.event(self.now, i, "Write", cs.version, len(cs.changes))
         if self.broadcast_enabled:
-            self._send_pieces(i, node.gossip.local(self.now, cs))
+            node.gossip.local(self.now, cs)
+            self._send_pieces(i, node.gossip.flush())
             self._arm(i)
         return result
 
@@ -410,7 +413,7 @@ class ReplicationSim:
         from now and never lost (to test what a node does with bytes a peer should not send)."""
         self.trace.datagram(self.now, src, dst, INJECTED, data)
         when = self.now + self._delay()
-        self.scheduler.at(when, DELIVERY, self._receive_piece, (dst, data))
+        self.scheduler.at(when, DELIVERY, self._receive_piece, (src, dst, data))
 
     def at(self, when: float, action: Callable[[], None]) -> None:
         """Run a scenario ``action`` at virtual time ``when``."""
@@ -484,32 +487,21 @@ class ReplicationSim:
             if dst is None:
                 continue
             for delay in arrivals(i, dst):
-                at(now + delay, DELIVERY, receive, (dst, data))
+                at(now + delay, DELIVERY, receive, (i, dst, data))
         self.stats["bcast_datagrams"] += len(sends)
         self.stats["bcast_bytes"] += size
         self.sent_bytes[i] += size
 
-    def _receive_piece(self, arg: tuple[int, bytes]) -> None:
-        dst, data = arg
+    def _receive_piece(self, arg: tuple[int, int, bytes]) -> None:
+        src, dst, data = arg
         node = self.nodes[dst]
         if node is None:
             return
-        received = node.gossip.datagram(self.scheduler.now, data)
-        if received.item is not None:
-            self._enqueue(dst, [received.item])
-            self._send_pieces(dst, received.sends)
-            self._arm(dst)
-
-    def _decode(self, data: bytes) -> Message:
-        """Decoding is pure, so equal bytes (the copies of one piece reaching many nodes) are
-        decoded once and the message is shared; what does not decode raises every time."""
-        msg = self._decoded.get(data)
-        if msg is None:
-            msg = decode(data, cluster_id=CLUSTER_ID, max_size=MAX_DATAGRAM)
-            if len(self._decoded) >= _DECODE_CACHE:
-                self._decoded.clear()
-            self._decoded[data] = msg
-        return msg
+        items = node.gossip.datagram(self.scheduler.now, addr_of(src), data)
+        if items:
+            self._enqueue(dst, items)
+        self._send_pieces(dst, node.gossip.flush())
+        self._arm(dst)
 
     def _arm(self, i: int) -> None:
         """Make sure the gossip core's tick runs at its next deadline."""
@@ -525,7 +517,8 @@ class ReplicationSim:
         if node is None or node.tick_at != due:
             return  # crashed, or superseded by an earlier tick
         node.tick_at = None
-        self._send_pieces(i, node.gossip.tick(self.scheduler.now))
+        node.gossip.tick(self.scheduler.now)
+        self._send_pieces(i, node.gossip.flush())
         self._arm(i)
 
     # -- apply queue ----------------------------------------------------------------------------

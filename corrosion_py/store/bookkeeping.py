@@ -108,6 +108,11 @@ class Published:
         with self._lock:
             return dict(self._bookie)
 
+    def get(self, actor: bytes) -> BookedVersions | None:
+        """One actor's published entry (no lock: entries are replaced whole, never changed, and
+        reading one dict entry is atomic)."""
+        return self._bookie.get(actor)
+
     def publish(self, work: Mapping[bytes, BookedVersions]) -> None:
         """Replace the entries a committed batch changed (entries of its own, never shared)."""
         with self._lock:

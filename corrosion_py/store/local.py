@@ -24,8 +24,9 @@ from __future__ import annotations
 import bisect
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 import attrs
 import trio
@@ -130,7 +131,7 @@ class LocalTransactions:
         hlc: HLC,
         clock: Callable[[], int],
         tx_timeout: float | None,
-        limiter: trio.CapacityLimiter,
+        run_write: Callable[[Callable[[], None]], Awaitable[None]],
     ) -> None:
         self.tx_timeout = tx_timeout or None
         """Seconds after which every local transaction is interrupted and rolled back, waiting
@@ -141,7 +142,7 @@ class LocalTransactions:
         self._actor_id = actor_id
         self._hlc = hlc
         self._clock = clock
-        self._limiter = limiter
+        self._run_write = run_write
         self._queue: list[_TxRequest] = []  # bounded by the number of waiting callers
         self._flush_lock = trio.Lock()
 
@@ -166,7 +167,7 @@ class LocalTransactions:
                 group = self._queue[:MAX_GROUP]
                 del self._queue[:MAX_GROUP]
                 try:
-                    await trio.to_thread.run_sync(self._run_group, group, limiter=self._limiter)
+                    await self._run_write(partial(self._run_group, group))
                 finally:
                     # cancelled before the thread ran: give the group back to the next flusher
                     self._queue[:0] = [r for r in group if not r.done]

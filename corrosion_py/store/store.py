@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +45,7 @@ from corrosion_py.store.members import MemberRecord
 from corrosion_py.store.migrations import SchemaResult, apply_schema, apply_schema_statements
 from corrosion_py.store.remote import ApplyInterrupted, RemoteChanges
 from corrosion_py.store.serve import Server
+from corrosion_py.store.worker import WriteThread
 from corrosion_py.store.writer import Writer
 from corrosion_py.wire.codec import MAX_CHANGESET_OVERHEAD, encoded_change_size
 from corrosion_py.wire.messages import Changeset, EmptyChangeset, Item, SyncState
@@ -90,8 +92,8 @@ class Store:
         self.hlc = HLC(max_drift_ns, lock=threading.Lock())
         self._published = bookkeeping.Published(bookkeeping.load(conn))
         self._readers = Readers(path)
-        self.write_limiter = trio.CapacityLimiter(1)
         self.read_limiter = trio.CapacityLimiter(readers)
+        self._thread: WriteThread | None = None
         self._local = LocalTransactions(
             self._writer,
             self._published,
@@ -99,7 +101,7 @@ class Store:
             hlc=self.hlc,
             clock=clock,
             tx_timeout=tx_timeout,
-            limiter=self.write_limiter,
+            run_write=self.run_write,
         )
         self._remote = RemoteChanges(
             self._writer, self._published, actor_id=self.actor_id, hlc=self.hlc, clock=clock
@@ -168,7 +170,16 @@ class Store:
                 raise
         return store
 
+    async def run_write(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a write) on the store's write thread (`store.worker`), started on first
+        use: trio code never blocks on SQLite, and writes never contend for the writer."""
+        if self._thread is None:
+            self._thread = WriteThread(f"corrosion-writer-{self.path.name}")
+        return await self._thread.run(fn)
+
     def close(self) -> None:
+        if self._thread is not None:
+            self._thread.close()  # the queued writes finish first
         self._readers.close()  # first: the writer, closing last, removes the WAL
         self._writer.close()
 
@@ -227,9 +238,7 @@ class Store:
         return result
 
     async def apply_schema(self, paths: Sequence[str | Path]) -> SchemaResult:
-        return await trio.to_thread.run_sync(
-            self.apply_schema_sync, paths, limiter=self.write_limiter
-        )
+        return await self.run_write(partial(self.apply_schema_sync, paths))
 
     def apply_schema_statements_sync(
         self, statements: Sequence[str], source: str = "<api>"
@@ -245,9 +254,7 @@ class Store:
     async def apply_schema_statements(
         self, statements: Sequence[str], source: str = "<api>"
     ) -> SchemaResult:
-        return await trio.to_thread.run_sync(
-            self.apply_schema_statements_sync, statements, source, limiter=self.write_limiter
-        )
+        return await self.run_write(partial(self.apply_schema_statements_sync, statements, source))
 
     # -- local writes -------------------------------------------------------------------------
     def transaction_sync(
@@ -280,7 +287,7 @@ class Store:
 
     async def apply(self, items: Sequence[Item]) -> ApplyResult:
         """`apply_sync` on a worker thread (raises `ApplyInterrupted` on a storage fault)."""
-        return await trio.to_thread.run_sync(self.apply_sync, items, limiter=self.write_limiter)
+        return await self.run_write(partial(self.apply_sync, items))
 
     def retry_quarantined_sync(self) -> ApplyResult:
         """Re-apply every quarantined changeset (after a schema change)."""
@@ -320,7 +327,7 @@ class Store:
             conn.execute("COMMIT")
 
     async def save_members(self, records: Sequence[MemberRecord]) -> None:
-        await trio.to_thread.run_sync(self.save_members_sync, records, limiter=self.write_limiter)
+        await self.run_write(partial(self.save_members_sync, records))
 
     def load_members(self) -> list[MemberRecord]:
         return members.load(self.reader())
@@ -328,6 +335,11 @@ class Store:
     # -- sync ---------------------------------------------------------------------------------
     def sync_state(self) -> SyncState:
         return sync_state(self.actor_id, self.bookie_snapshot())
+
+    def booked(self, actor: bytes) -> BookedVersions | None:
+        """One actor's published bookkeeping (None: nothing known of it), from any thread:
+        what the broadcast path reads per piece, without copying the whole bookkeeping."""
+        return self._published.get(actor)
 
     def bookie_snapshot(self) -> dict[bytes, BookedVersions]:
         """The published bookkeeping, safe to read from any thread (entries are immutable once

@@ -195,6 +195,12 @@ class Swim:
         """Every other member this node knows, in any state, in the order they were learned."""
         return [m.info() for m in self._members.all()]
 
+    @property
+    def changes(self) -> int:
+        """Bumped whenever the set of live members (alive or suspect) or an address changes:
+        a list built from ``members()`` stays valid while this stays put."""
+        return self._members.changes
+
     def member(self, actor_id: bytes) -> MemberInfo | None:
         """What this node holds about ``actor_id``."""
         m = self._members.get(actor_id)
@@ -410,8 +416,9 @@ class Swim:
     def _change(self, now: float, m: Member, r: Rumour) -> None:
         """Move ``m`` to the rumour's state (precedence already checked) and spread it."""
         old = m.state
-        if r.state is ALIVE:
+        if r.state is ALIVE and m.node != r.node:
             m.node = r.node  # only the member itself moves its address, at a new incarnation
+            self._members.changes += 1
         self._members.set_state(m, r.state)
         m.incarnation, m.source, m.state_change = r.incarnation, r.source, now
         m.suspicion = None

@@ -120,8 +120,9 @@ class MemberList:
         self._next = 0
         self._live = 0
         self.changes = 0
-        """Bumped when a member is added or removed or changes state other than between alive
-        and suspect: a list of members filtered by state stays valid while this stays put."""
+        """Bumped when a member is added or removed, changes its address, or changes state other
+        than between alive and suspect: a list of members filtered by state stays valid while
+        this stays put."""
 
     def __len__(self) -> int:
         return len(self._members)

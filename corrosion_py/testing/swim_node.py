@@ -24,6 +24,7 @@ from corrosion_py.addr import parse_addr
 from corrosion_py.net.faults import FaultPlan
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.port import Routes, open_gossip_port
+from corrosion_py.net.timers import Timers
 from corrosion_py.swim import Swim
 from corrosion_py.swim.events import (
     MemberDown,
@@ -57,8 +58,10 @@ async def main(args: argparse.Namespace) -> None:
             rng=random.Random(args.seed),
             config=PRESETS[args.preset],
         )
-        membership = Membership(core, ep)
+        timers = Timers()
+        membership = Membership(core, ep, timers)
         async with trio.open_nursery() as nursery:
+            await nursery.start(timers.run)
             await nursery.start(membership.run)
             routes = Routes(swim=membership.handle_datagram, push_pull=membership.serve_push_pull)
             await nursery.start(port.serve, routes)

@@ -17,6 +17,8 @@ Layout (after ``[protocol_version, cluster_id, tag]``; ``R`` is a range ``[start
     6    SyncClock        ts
     7    SyncRejection    reason code (index in REJECTION_REASONS)
     8    SyncDone         (no fields)
+    9    Broadcast        [piece, ...], [[actor, [R, ...]], ...] ihave, [[actor, [R, ...]], ...]
+                          graft, prune, join   (piece: an encoded Changeset/EmptyChangeset)
 
 Rules: arrays have exactly the listed number of items (extra fields need a new protocol
 version); actor ids are 16-byte strings; versions are in [1, MAX_CLOCK] (a head may be 0);
@@ -45,6 +47,7 @@ from corrosion_py.crdt.limits import MAX_CLOCK
 from corrosion_py.wire.errors import DecodeError
 from corrosion_py.wire.messages import (
     REJECTION_REASONS,
+    Broadcast,
     Changeset,
     EmptyChangeset,
     Message,
@@ -72,6 +75,10 @@ MAX_REQUEST_NEEDS = 256
 """Needs one SyncRequest may carry (clients send 10)."""
 MAX_REQUEST_RANGES = 4_096
 """Seq ranges the partial needs of one SyncRequest may carry in all."""
+MAX_BROADCAST_PIECES = 256
+"""Pieces one Broadcast datagram may carry."""
+MAX_BROADCAST_RANGES = 1_024
+"""Version ranges the announcements and grafts of one Broadcast may carry in all."""
 
 # Wire tags; never reuse a number, add new types at the end.
 CHANGESET = 1
@@ -82,6 +89,7 @@ SYNC_START = 5
 SYNC_CLOCK = 6
 SYNC_REJECTION = 7
 SYNC_DONE = 8
+BROADCAST = 9
 
 _NEED_FULL = 0
 _NEED_PARTIAL = 1
@@ -360,6 +368,42 @@ def _rejection_from(f: list[Any]) -> SyncRejection:
     return SyncRejection(REJECTION_REASONS[_int(code, 0, len(REJECTION_REASONS) - 1, "reason")])
 
 
+def _broadcast_to(m: Broadcast) -> list[object]:
+    def entries(x: tuple[tuple[bytes, tuple[Range, ...]], ...]) -> list[object]:
+        return [[a, [list(r) for r in rs]] for a, rs in x]
+
+    return [list(m.gossip), entries(m.ihave), entries(m.graft), m.prune, m.join]
+
+
+def _version_entries(
+    x: object, what: str, budget: _Budget
+) -> tuple[tuple[bytes, tuple[Range, ...]], ...]:
+    out = []
+    for a, rs in _pairs(x, what):
+        budget.take(1)
+        out.append((_actor(a), _ranges(rs, 1, f"{what} versions", budget)))
+    return tuple(out)
+
+
+def _broadcast_from(f: list[Any]) -> Broadcast:
+    gossip_w, ihave_w, graft_w, prune, join = f
+    pieces = _list(gossip_w, "broadcast pieces")
+    if len(pieces) > MAX_BROADCAST_PIECES:
+        raise DecodeError(f"a broadcast carries at most {MAX_BROADCAST_PIECES} pieces")
+    if type(prune) is not bool or type(join) is not bool:
+        raise DecodeError("broadcast prune and join must be booleans")
+    budget = _Budget(
+        MAX_BROADCAST_RANGES, f"a broadcast holds at most {MAX_BROADCAST_RANGES} ranges"
+    )
+    return Broadcast(
+        tuple(_bytes(p, "broadcast piece") for p in pieces),
+        _version_entries(ihave_w, "ihave", budget),
+        _version_entries(graft_w, "graft", budget),
+        prune,
+        join,
+    )
+
+
 # tag -> (class, number of fields, to_wire, from_wire)
 _Codec = tuple[type, int, Callable[[Any], list[object]], Callable[[list[Any]], Message]]
 CODECS: dict[int, _Codec] = {
@@ -371,6 +415,7 @@ CODECS: dict[int, _Codec] = {
     SYNC_CLOCK: (SyncClock, 1, lambda m: [m.ts], lambda f: SyncClock(_ts(f[0]))),
     SYNC_REJECTION: (SyncRejection, 1, _rejection_to, _rejection_from),
     SYNC_DONE: (SyncDone, 0, lambda m: [], lambda f: SyncDone()),
+    BROADCAST: (Broadcast, 5, _broadcast_to, _broadcast_from),
 }
 TAGS: dict[type, int] = {cls: tag for tag, (cls, *_) in CODECS.items()}
 

@@ -143,8 +143,23 @@ class SyncDone:
     """This side has nothing more to send in this session."""
 
 
+@attrs.frozen
+class Broadcast:
+    """One datagram of the broadcast tree (replication/plumtree.py): pieces pushed in full
+    (each an encoded ``Changeset`` or ``EmptyChangeset`` message, forwarded as received),
+    versions announced per actor (IHAVE), versions asked for (GRAFT, which also makes the
+    link eager; an empty one only does that: ``join``), and ``prune`` (the link is lazy now)."""
+
+    gossip: tuple[bytes, ...] = ()
+    ihave: tuple[tuple[bytes, tuple[Range, ...]], ...] = ()
+    graft: tuple[tuple[bytes, tuple[Range, ...]], ...] = ()
+    prune: bool = False
+    join: bool = False
+
+
 Message: TypeAlias = (
     Changeset
+    | Broadcast
     | EmptyChangeset
     | SyncState
     | SyncRequest

@@ -106,9 +106,9 @@ async def test_replayed_datagrams_have_no_effect_and_are_counted(tmp_path: Path)
         captured: list[tuple[Addr, bytes]] = []
         send_now = sender._send_now
 
-        async def capture(addr: Addr, data: bytes) -> None:
+        def capture(addr: Addr, data: bytes) -> None:
             captured.append((addr, data))
-            await send_now(addr, data)
+            send_now(addr, data)
 
         sender._send_now = capture  # type: ignore[method-assign]
         for k in range(5):

@@ -5,7 +5,7 @@ fail them counted, bounded and closed."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -34,8 +34,8 @@ class Recorder:
         self.datagrams: list[tuple[str, Addr, bytes]] = []
         self.streams: list[tuple[str, bytes, Addr]] = []
 
-    def datagram(self, route: str) -> Callable[[Addr, bytes], Awaitable[None]]:
-        async def handle(addr: Addr, data: bytes) -> None:
+    def datagram(self, route: str) -> Callable[[Addr, bytes], None]:
+        def handle(addr: Addr, data: bytes) -> None:
             self.datagrams.append((route, addr, data))
 
         return handle

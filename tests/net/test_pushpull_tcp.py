@@ -13,6 +13,7 @@ import trio
 from corrosion_py.net.membership import Membership
 from corrosion_py.net.port import GossipPort, Routes, open_gossip_port
 from corrosion_py.swim import ReconnectTick, Swim
+from corrosion_py.swim.host import carry_out
 from corrosion_py.swim.presets import LOCAL
 from corrosion_py.wire.framing import frame
 from corrosion_py.wire.swim import Gossip, MemberState, NodeId, Packet, Rumour
@@ -72,9 +73,9 @@ async def test_reconnect_push_pull_heals_a_member_held_dead() -> None:
         liar = NodeId(os.urandom(16), ("127.0.0.1", 9))
         verdict = Rumour(MemberState.DEAD, b.core.node, b.core.incarnation, liar.actor_id)
         packet = Packet(CLUSTER, liar, 0, Gossip(), (verdict,))
-        await a._carry_out(a.core.handle_datagram(trio.current_time(), liar.addr, packet))
+        carry_out(a.core.handle_datagram(trio.current_time(), liar.addr, packet), a)
         assert state_of(a, b) is MemberState.DEAD
-        await a._carry_out(a.core.handle_timer(trio.current_time(), ReconnectTick()))
+        carry_out(a.core.handle_timer(trio.current_time(), ReconnectTick()), a)
         await wait_for(lambda: state_of(a, b) is MemberState.ALIVE)
         assert b.core.incarnation >= 1  # b learnt it was held dead and refuted
 

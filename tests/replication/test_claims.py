@@ -19,7 +19,9 @@ def cs(actor: bytes, version: int) -> Changeset:
 
 
 def refusal(item: Changeset | EmptyChangeset, bookie: dict[bytes, BookedVersions]) -> str | None:
-    return broadcast_refusal(item, own_actor=ME, bookie=bookie, is_member=lambda a: a == A)
+    return broadcast_refusal(
+        item, own_actor=ME, booked=bookie.get(item.actor_id), is_member=lambda a: a == A
+    )
 
 
 def test_broadcast_rules() -> None:
