@@ -35,6 +35,8 @@ class WriteThread:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
         self._closed = False
+        self.pending = 0
+        """Writes handed over and not finished yet (read on the event loop)."""
 
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -51,10 +53,14 @@ class WriteThread:
         def done(result: outcome.Outcome[Any]) -> None:
             token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
+        self.pending += 1
         self._jobs.put((fn, done))
-        result: T = await trio.lowlevel.wait_task_rescheduled(
-            lambda _: trio.lowlevel.Abort.FAILED  # a write runs to its end
-        )
+        try:
+            result: T = await trio.lowlevel.wait_task_rescheduled(
+                lambda _: trio.lowlevel.Abort.FAILED  # a write runs to its end
+            )
+        finally:
+            self.pending -= 1
         return result
 
     def close(self) -> None:

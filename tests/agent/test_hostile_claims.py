@@ -339,9 +339,7 @@ async def test_a_flood_of_changesets_for_an_unknown_table_keeps_the_quarantine_b
             bad = crdt.Change("nope", crdt.pack_pk([version]), "x", "junk", 1, version, actor, 1, 0)
             flood.append(forge(changeset(actor, version, bad)))
         await send(b.gossip_addr, flood, pace=100)
-        await wait_for(
-            lambda: gossip(b, "received") + (b.endpoint.kernel_drops() or 0) >= 19_000
-        )
+        await wait_for(lambda: gossip(b, "received") + (b.endpoint.kernel_drops() or 0) >= 19_000)
         await b.apply_queue.drained()
         assert b.store.quarantined_total > MAX_QUARANTINE_ROWS
         assert len(b.store.quarantine()) <= MAX_QUARANTINE_ROWS
