@@ -1,7 +1,9 @@
 """The trio shell of changeset broadcast: drives one node's sans-IO ``replication.Gossip`` (its
 rules: pieces, decoding, claims, dedupe, the broadcast tree) over the shared UDP endpoint.
 
-- Local: a committed changeset's pieces are pushed and sent at once (``local``).
+- Local: a committed changeset's pieces are pushed at once (``local``) and sent at the end of
+  the scheduler's current batch of tasks: the transactions of one group commit resume together,
+  so their pieces share datagrams.
 - Received: the port hands broadcast datagrams to ``handle_datagram`` synchronously, inside the
   endpoint's receive loop; what the core returns for apply goes to ``enqueue`` (never waiting:
   the apply queue drops its oldest on overflow). What the datagrams queued to send goes out
@@ -38,14 +40,22 @@ class Gossiper:
         self.timers = timers
         self.enqueue = enqueue
         self._scheduled = math.inf
+        self._flush_soon = False
 
     @property
     def stats(self) -> Counter[str]:
         return self.core.stats
 
     def local(self, changeset: Changeset) -> None:
-        """Broadcast a changeset committed on this node."""
+        """Broadcast a changeset committed on this node (sent once the tasks that are ready
+        now have run)."""
         self.core.local(trio.current_time(), changeset)
+        if not self._flush_soon:
+            self._flush_soon = True
+            trio.lowlevel.current_trio_token().run_sync_soon(self._flush_deferred)
+
+    def _flush_deferred(self) -> None:
+        self._flush_soon = False
         self.flush()
 
     def handle_datagram(self, addr: Addr, data: bytes) -> None:

@@ -133,3 +133,28 @@ async def test_a_node_that_cannot_bind_its_port_creates_no_database(tmp_path: Pa
         except OSError:
             pass
         assert not cfg.db_path.exists()
+
+
+async def test_a_loss_broadcast_did_not_repair_is_synced_soon_not_at_the_interval_end(
+    tmp_path: Path,
+) -> None:
+    """Sync every 0.5 to 120 s: a version lost with its announcements (the link cut while it
+    was written and announced) shows up as a gap when the next one arrives, and the gap makes
+    the node sync at once instead of waiting out its interval."""
+    async with cluster(tmp_path, 2, sync_interval=(0.5, 120.0), seed=7) as (a, b):
+        await trio.sleep(1.0)  # the first rounds are done; the next are far away
+        a.block([b.gossip_addr])
+        await a.transaction([("INSERT INTO kv VALUES (1, 'lost', 0)", [])])
+        await trio.sleep(0.6)  # its announcements (three intervals) are lost too
+        a.block([])
+        await a.transaction([("INSERT INTO kv VALUES (2, 'seen', 0)", [])])
+        await wait_for(lambda: b.store.booked(a.actor_id) is not None)
+        await wait_for(converged_pair(a, b), seconds=10)
+        assert b.syncer.stats["rounds_early"] >= 1
+
+
+def converged_pair(a: Agent, b: Agent) -> Callable[[], object]:
+    async def check() -> bool:
+        return await converged([a, b])
+
+    return check
