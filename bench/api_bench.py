@@ -8,15 +8,19 @@ the same process:
 3. /v1/queries streaming 1M rows: rows/s at the client and the server's peak RSS, against
    iterating the same rows with sqlite3 in this process;
 4. /v1/transactions requests/s from one client, against a bare hypercorn+starlette JSON
-   endpoint (its own process, like the agent).
+   endpoint (its own process, like the agent);
+5. the HTTP layer's CPU per request: a tiny JSON POST answered with a small JSON body, from
+   one raw keep-alive client, the server's CPU read from /proc/PID/stat, for each server and
+   framework of `http_variants` and for a real agent (its route, SQLite and broadcast).
 
-Run with `make bench` (or `python bench/api_bench.py --quick`).
+Run with `make bench` (or `python bench/api_bench.py --quick`; `--http` runs section 5 alone).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -405,8 +409,117 @@ def transactions(seconds: float) -> tuple[float, float]:
     return ours, bare_rps
 
 
+# -- 5. the HTTP layer's CPU per request --------------------------------------------------------
+
+
+class RawClient:
+    """A keep-alive HTTP/1.1 client on a blocking socket: the least client-side CPU per
+    request, so that the server is what the machine spends its time on."""
+
+    def __init__(self, addr: str) -> None:
+        host, port = addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: bench\r\naccept: */*\r\n"
+            "accept-encoding: gzip, deflate\r\nconnection: keep-alive\r\n"
+            "user-agent: python-httpx/0.28.1\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        )
+        self.sock.sendall(head.encode() + body)
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head_bytes, _, rest = self.buffer.partition(b"\r\n\r\n")
+        lines = head_bytes.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        fields = dict(line.lower().split(b":", 1) for line in lines[1:])
+        length = int(fields[b"content-length"])
+        self.buffer = rest
+        while len(self.buffer) < length:
+            self._more()
+        answer, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, answer
+
+    def _more(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def tx_body(n: int) -> bytes:
+    return json.dumps([[UPSERT, [f"m{n % 1000}", 1, n]]]).encode()
+
+
+def cpu_per_request(addr: str, pid: int, seconds: float) -> tuple[float, float]:
+    """Requests/s from one sequential client and the server's CPU per request (µs)."""
+    client = RawClient(addr)
+    try:
+        for n in range(200):  # warm up
+            client.post("/v1/transactions", tx_body(n))
+        before = _cpu(pid)
+        started = time.perf_counter()
+        n = 0
+        while time.perf_counter() - started < seconds:
+            status, _ = client.post("/v1/transactions", tx_body(n))
+            assert status == 200, status
+            n += 1
+        elapsed = time.perf_counter() - started
+        cpu = _cpu(pid) - before
+    finally:
+        client.close()
+    return n / elapsed, cpu / n * 1e6
+
+
+def idle_cpu(pid: int, seconds: float) -> float:
+    before = _cpu(pid)
+    time.sleep(seconds)
+    return (_cpu(pid) - before) / seconds
+
+
+def http_overhead(seconds: float) -> list[tuple[str, float, float]]:
+    """(variant, requests/s, server CPU µs per request) for each variant, then a real agent."""
+    import http_variants
+
+    out = []
+    script = str(Path(__file__).with_name("http_variants.py"))
+    for name in http_variants.VARIANTS:
+        proc = subprocess.Popen([sys.executable, script, name], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            addr = proc.stdout.readline().strip()
+            out.append((name, *cpu_per_request(addr, proc.pid, seconds)))
+        finally:
+            proc.terminate()
+            proc.wait()
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = Path(tmp) / "schema.sql"
+        schema.write_text(SCHEMA)
+        server = AgentProcess(Path(tmp) / "n.db", schema, api="127.0.0.1:0")
+        try:
+            assert server.api is not None and server.pid is not None
+            idle = idle_cpu(server.pid, 2.0)
+            rps, cpu = cpu_per_request(server.api, server.pid, seconds)
+            out.append((f"agent (idle {idle:.1%} of a core)", rps, cpu))
+        finally:
+            server.stop()
+    return out
+
+
 def main() -> None:
-    divisor = common.start(__doc__.splitlines()[0] if __doc__ else None)
+    divisor = common.start(
+        __doc__.splitlines()[0] if __doc__ else None, {"--http": "run section 5 alone"}
+    )
+    http_seconds = 5.0 if divisor == 1 else 2.0
+    if "--http" in common.FLAGS:
+        http_section(http_seconds)
+        return
     n = 1000 // divisor
     ours, bare = trio.run(latency, n)
     print(f"\n1. commit -> subscription event at an HTTP client, {n} writes (same process)")
@@ -439,6 +552,14 @@ def main() -> None:
     print("\n4. /v1/transactions, one client, sequential (httpx, keep-alive)")
     print(f"   ours {ours_rps:,.0f} req/s; bare hypercorn+starlette JSON endpoint {bare_rps:,.0f} "
           f"req/s (ratio {bare_rps / ours_rps:.1f}x)")  # fmt: skip
+    http_section(http_seconds)
+
+
+def http_section(seconds: float) -> None:
+    print(f"\n5. HTTP CPU per request: a tiny JSON POST, one raw keep-alive client, "
+          f"{seconds:.0f} s each (server CPU from /proc)")  # fmt: skip
+    for name, rps, cpu in http_overhead(seconds):
+        print(f"   {name:<40} {rps:>7,.0f} req/s   {cpu:>6,.0f} µs CPU/request")
 
 
 if __name__ == "__main__":
