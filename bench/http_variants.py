@@ -11,6 +11,7 @@ app runs its real ``/v1/transactions`` route on an agent whose ``transaction`` d
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -39,9 +40,13 @@ def our_app() -> Asgi:
     return cast(Asgi, create_app(cast(Any, StubAgent()), None))
 
 
-async def bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The least an ASGI application can do for this request: read the body, parse it, answer."""
-    if scope["type"] == "lifespan":
+def with_lifespan(app: Asgi) -> Asgi:
+    """``app`` answering hypercorn's lifespan scope (our server has none)."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -49,6 +54,12 @@ async def bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    return wrapped
+
+
+async def bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The least an ASGI application can do for this request: read the body, parse it, answer."""
     body = b""
     more = True
     while more:
@@ -74,7 +85,9 @@ async def on_hypercorn(app: Asgi, task_status: trio.TaskStatus[str]) -> None:
     config.keep_alive_max_requests = 10**9
     async with trio.open_nursery() as nursery:
         [url] = await nursery.start(
-            lambda task_status: serve(cast(Any, app), config, task_status=task_status)
+            lambda task_status: serve(
+                cast(Any, with_lifespan(app)), config, task_status=task_status
+            )
         )
         task_status.started(url.removeprefix("http://"))
 
@@ -162,11 +175,29 @@ async def on_h11(handler: Handler, task_status: trio.TaskStatus[str]) -> None:
     await trio.serve_listeners(connection, listeners)
 
 
+# -- ours ----------------------------------------------------------------------------------------
+
+
+async def on_ours(app: Asgi, task_status: trio.TaskStatus[str]) -> None:
+    # imported here: a baseline checkout run for its hypercorn variant may have no such server
+    from corrosion_py.api.http_server import HttpServer
+    from corrosion_py.api.limits import ApiConfig
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = HttpServer(app, ApiConfig())
+    host, port = sock.getsockname()[:2]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, sock)
+        task_status.started(f"{host}:{port}")
+
+
 VARIANTS: dict[str, Callable[[trio.TaskStatus[str]], Awaitable[None]]] = {
     "hypercorn+app": lambda task_status: on_hypercorn(our_app(), task_status),
     "hypercorn+bare": lambda task_status: on_hypercorn(bare_asgi, task_status),
     "h11+bare": lambda task_status: on_h11(h11_bare, task_status),
     "h11+app": lambda task_status: on_h11(h11_asgi(our_app()), task_status),
+    "ours+bare": lambda task_status: on_ours(bare_asgi, task_status),
+    "ours+app": lambda task_status: on_ours(our_app(), task_status),
 }
 
 
