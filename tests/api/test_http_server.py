@@ -11,16 +11,20 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
+from api_harness import node_config
 
 from corrosion_py.api.asgi import Receive, Scope, Send
 from corrosion_py.api.http_connection import MAX_PIPELINED, READ_SIZE
 from corrosion_py.api.http_server import HttpServer
 from corrosion_py.api.limits import ApiConfig
+from corrosion_py.runner import NodeConfig, open_node
 
 HANG = 30.0  # seconds: only catches hangs
 FAST = {"keep_alive_timeout": 30.0, "read_timeout": 30.0, "graceful_timeout": 0.5}
@@ -102,7 +106,7 @@ class Raw:
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
-    async def _more(self) -> bool:
+    async def more(self) -> bool:
         try:
             data = await self.stream.receive_some(65536)
         except trio.BrokenResourceError:
@@ -112,14 +116,14 @@ class Raw:
 
     async def _until(self, marker: bytes) -> bytes:
         while marker not in self.buffer:
-            if not await self._more():
+            if not await self.more():
                 raise EOFError(f"closed before {marker!r}; got {self.buffer[:200]!r}")
         head, _, self.buffer = self.buffer.partition(marker)
         return head
 
     async def _exactly(self, n: int) -> bytes:
         while len(self.buffer) < n:
-            if not await self._more():
+            if not await self.more():
                 raise EOFError("closed mid-body")
         data, self.buffer = self.buffer[:n], self.buffer[n:]
         return data
@@ -152,7 +156,7 @@ class Raw:
 
     async def until_closed(self) -> bytes:
         """What the server still sends before it closes the connection."""
-        while await self._more():
+        while await self.more():
             pass
         rest, self.buffer = self.buffer, b""
         return rest
@@ -257,7 +261,25 @@ async def test_an_unread_body_is_drained_to_keep_the_connection_or_it_is_closed(
                 )  # past 1 MiB of drain: closed, answer intact
 
 
-async def test_ipv6_loopback() -> None:
+async def test_http_1_0_clients_get_no_chunks_and_no_keep_alive() -> None:
+    with trio.fail_after(HANG):
+        async with running(Echo()) as (_, addr), connect(addr) as client:
+            await client.send(b"POST /ten HTTP/1.0\r\ncontent-length: 2\r\n\r\nhi")
+            reply = await client.response()
+            assert json.loads(reply.body)["body"] == "hi"
+            assert reply.headers["connection"] == "close"
+            assert await client.until_closed() == b""
+        async with running(Stream()) as (_, addr), connect(addr) as client:
+            await client.send(b"POST /stream HTTP/1.0\r\n\r\n")
+            status, headers = await client.head()
+            assert status == 200 and "transfer-encoding" not in headers
+            assert headers["connection"] == "close"
+            while len(client.buffer) < 20:  # the body is the lines themselves, unframed
+                await client.more()
+            assert client.buffer.startswith(b"line\nline\n")
+
+
+async def test_the_api_on_ipv6_loopback(tmp_path: Path) -> None:
     try:
         socket.create_server(("::1", 0), family=socket.AF_INET6).close()
     except OSError:
@@ -266,6 +288,14 @@ async def test_ipv6_loopback() -> None:
         async with running(Echo(), host="::1") as (_, addr), connect(addr) as client:
             await client.send(post("/six", b"6"))
             assert json.loads((await client.response()).body)["body"] == "6"
+        config = NodeConfig(node_config(tmp_path), api_addr=("::1", 0))
+        async with open_node(config) as node:
+            assert node.api_addr is not None
+            host, port = node.api_addr
+            assert host == "::1"
+            async with httpx.AsyncClient(base_url=f"http://[::1]:{port}") as api:
+                r = await api.post("/v1/transactions", json=["INSERT INTO kv (k) VALUES (6)"])
+                assert r.status_code == 200 and r.json()["version"] == 1
 
 
 # -- what an attacker sends ----------------------------------------------------------------------
