@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -152,7 +151,8 @@ class HttpConnection:
             return False  # ConnectionClosed: the client left between requests
         if event.http_version not in (b"1.1", b"1.0"):
             raise h11.RemoteProtocolError("only HTTP/1.1 and 1.0 are served", 505)
-        if _two_framings(event.headers):
+        headers = list(event.headers)
+        if _two_framings(headers):
             raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
         if self.idle:  # a request that was already read: its time starts now
             self.idle = False
@@ -162,7 +162,7 @@ class HttpConnection:
         if self._body_done:
             self.deadline = math.inf
         try:
-            await self.app(self._scope(event), self._receive, self._send)
+            await self.app(self._scope(event, headers), self._receive, self._send)
         except ClientDisconnect:
             pass
         except Exception:
@@ -221,13 +221,13 @@ class HttpConnection:
                 return False
         return False
 
-    def _scope(self, request: h11.Request) -> Scope:
+    def _scope(self, request: h11.Request, headers: Headers) -> Scope:
         path, _, query = request.target.partition(b"?")
         return {
             "type": "http", "asgi": ASGI, "http_version": request.http_version.decode(),
             "method": request.method.decode(), "scheme": "http",
             "path": unquote(path.decode("latin-1")), "raw_path": path, "query_string": query,
-            "root_path": "", "headers": list(request.headers), "client": self.client,
+            "root_path": "", "headers": headers, "client": self.client,
             "server": self.server,
         }  # fmt: skip
 
@@ -381,7 +381,7 @@ class HttpConnection:
                 pass
 
 
-def _two_framings(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+def _two_framings(headers: Headers) -> bool:
     """A request framed twice: h11 would follow Transfer-Encoding, a proxy in front might have
     followed Content-Length (request smuggling), so it is refused."""
     names = {name for name, _ in headers}
