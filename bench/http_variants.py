@@ -3,9 +3,10 @@ out), each run as its own process by `api_bench` so that its CPU time can be rea
 ``/proc/PID/stat``: ``python bench/http_variants.py NAME`` prints ``HOST:PORT`` and serves until
 terminated.
 
-The variants separate what a request costs: the server (hypercorn, a minimal h11 loop on trio),
-the framework around the handler (a bare ASGI callable, our API app), and the route itself (our
-app runs its real ``/v1/transactions`` route on an agent whose ``transaction`` does no SQLite).
+The variants separate what a request costs: the server (hypercorn, a minimal h11 loop on trio
+without ASGI, timeouts or limits, or the API's own server), the framework around the handler (a
+bare ASGI callable, our API application), and the route itself (our application runs its real
+``/v1/transactions`` route on an agent whose ``transaction`` does no SQLite).
 """
 
 from __future__ import annotations
