@@ -194,9 +194,9 @@ class HttpConnection:
     async def _keep_alive(self) -> bool:
         """After a complete response: whether the connection can take the next request
         (draining a body the application left unread)."""
-        if self.h11.their_state is h11.SEND_BODY and not await self._drain():
-            return False
         if self.stopping or self.h11.our_state is not h11.DONE:
+            return False  # MUST_CLOSE: we said ``connection: close``
+        if self.h11.their_state is h11.SEND_BODY and not await self._drain():
             return False
         if self.h11.their_state is not h11.DONE:
             return False
@@ -326,7 +326,9 @@ class HttpConnection:
         status, headers = self._head
         if not more and all(name.lower() != b"content-length" for name, _ in headers):
             headers.append((b"content-length", b"%d" % len(body)))
-        if self.stopping:
+        if self.stopping or self.h11.they_are_waiting_for_100_continue:
+            # the last response; or one to a body never asked for, which the client may now
+            # never send: the connection cannot be reused
             headers.append((b"connection", b"close"))
         headers.append((b"date", _http_date()))
         return self.h11.send(h11.Response(status_code=status, headers=headers)) or b""

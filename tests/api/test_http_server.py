@@ -247,6 +247,13 @@ async def test_an_unread_body_is_drained_to_keep_the_connection_or_it_is_closed(
                 assert (await client.response()).body == b"too large"
                 await client.send(post("/x", b""))  # the same connection goes on
                 assert (await client.response()).status == 413
+            async with connect(addr) as client:  # the body was never asked for: none is awaited
+                await client.send(post("/x", b"", "expect: 100-continue").replace(
+                    b"content-length: 0", b"content-length: 5000"))  # fmt: skip
+                reply = await client.response()
+                assert reply.status == 413 and reply.headers["connection"] == "close"
+                with trio.fail_after(10):  # well before read_timeout (30 s)
+                    assert await client.until_closed() == b""
             async with connect(addr) as client, trio.open_nursery() as nursery:
 
                 async def flood() -> None:
