@@ -92,7 +92,6 @@ class Router:
     """Which route a path is, and its parameters."""
 
     def __init__(self, routes: Sequence[Route]) -> None:
-        self.routes = tuple(routes)
         self._exact = {r.path: r for r in routes if "{" not in r.path}
         self._templates = [(r.path.split("/"), r) for r in routes if "{" in r.path]
 
