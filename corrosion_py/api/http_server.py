@@ -1,17 +1,18 @@
 """The HTTP/1.1 server of the API: accepts connections on a listening socket and serves each
 with an `HttpConnection`, in a nursery of its own, until `stop`.
 
-Why our own: hypercorn's trio worker spent ~390 µs of CPU per keep-alive request more than a
-plain h11 loop (a task, events and cancel scopes per request, a socket write per h11 event;
-``bench/api_bench.py`` section 5), more than the SQLite write behind it. This server keeps what
-the API needs: keep-alive, pipelining, chunked streams with backpressure, disconnects seen by
-the application, bounded heads and bodies, timeouts, a connection limit and a graceful stop.
+Why our own: hypercorn's trio worker spent 260-350 µs of CPU per keep-alive request more than
+a plain h11 loop (a task and cancel scopes per request, a socket write per h11 event;
+``bench/api_bench.py`` section 5), about as much as the SQLite write behind it. This server
+keeps what the API needs: keep-alive, pipelining, chunked streams with backpressure,
+disconnects seen by the application, bounded heads and bodies, timeouts, a connection limit
+and a graceful stop.
 
 Rules:
 
 - **Bounded.** At most ``max_connections`` connections; one more gets a canned 503 and is
   closed. While the process is out of file descriptors (or memory for a socket), accepting
-  pauses for 100 ms at a time instead of spinning.
+  pauses for 100 ms at a time instead of spinning (one warning when it starts).
 - **One timer for all.** Each connection carries a deadline (a float it updates itself); one task
   wakes every tick (a quarter of the shortest timeout, at most 1 s) and cancels the connections
   whose deadline has passed, so a request sets no trio timer of its own.
@@ -55,7 +56,8 @@ class HttpServer:
         self.closing = closing if closing is not None else trio.Event()
         self.connections: set[HttpConnection] = set()
         self.stats: Counter[str] = Counter()
-        """``connections`` accepted, ``refused`` over the limit, ``timed_out``."""
+        """``connections`` accepted, ``refused`` over the limit, ``timed_out``,
+        ``accept_paused`` (pauses while out of file descriptors)."""
         self.stopping = False
         self._accepting = trio.CancelScope()
         self._drained = trio.Event()
@@ -93,15 +95,20 @@ class HttpServer:
             self._drained.set()
 
     async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        starved = False
         while True:
             try:
                 stream = await listener.accept()
             except OSError as exc:
                 if exc.errno not in _OUT_OF_RESOURCES:
                     raise
-                log.warning("cannot accept an HTTP connection (%s): pausing", exc.strerror)
+                if not starved:
+                    log.warning("cannot accept HTTP connections (%s): pausing", exc.strerror)
+                starved = True
+                self.stats["accept_paused"] += 1
                 await trio.sleep(ACCEPT_PAUSE)
                 continue
+            starved = False
             if len(self.connections) >= self.config.max_connections:
                 self.stats["refused"] += 1
                 await _refuse(stream)
