@@ -7,6 +7,7 @@ flood of connections, a flood of pipelined bytes), disconnects and the graceful 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import socket
@@ -483,6 +484,30 @@ async def test_pipelined_floods_are_read_only_as_fast_as_they_are_served() -> No
                 [connection] = server.connections
                 assert len(connection.h11.trailing_data[0]) <= MAX_PIPELINED + READ_SIZE
                 nursery.cancel_scope.cancel()
+
+
+async def test_out_of_file_descriptors_pauses_accepting_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_accept = trio.SocketListener.accept
+    failures = 3
+
+    async def starved_accept(self: trio.SocketListener) -> trio.SocketStream:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return await real_accept(self)
+
+    monkeypatch.setattr(trio.SocketListener, "accept", starved_accept)
+    with trio.fail_after(HANG), caplog.at_level(logging.WARNING):
+        async with running(Echo()) as (server, addr), connect(addr) as client:
+            await client.send(post("/", b"after"))
+            assert json.loads((await client.response()).body)["body"] == "after"
+            assert server.stats["accept_paused"] == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot accept HTTP connections (Too many open files): pausing"
+    ]
 
 
 # -- the application's side ----------------------------------------------------------------------
