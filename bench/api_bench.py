@@ -1,45 +1,49 @@
 """The HTTP API and subscriptions, each against a baseline run in
 the same process:
 
-1. local commit -> subscription event at an HTTP client (p50, p99), against a bare
-   hypercorn+starlette NDJSON stream pushing a line (same process, same client);
+1. local commit -> subscription event at an HTTP client (p50, p99), against a bare ASGI
+   NDJSON stream on the same HTTP server pushing a line (same process, same client);
 2. 1,000 concurrent subscribers on one node (a separate agent process) while one write lands
    every 10 ms: do they all keep up (every change, no disconnect), with what lag;
 3. /v1/queries streaming 1M rows: rows/s at the client and the server's peak RSS, against
    iterating the same rows with sqlite3 in this process;
-4. /v1/transactions requests/s from one client, against a bare hypercorn+starlette JSON
-   endpoint (its own process, like the agent).
+4. /v1/transactions requests/s from one client, against a bare ASGI JSON endpoint on the same
+   HTTP server (its own process, like the agent);
+5. the HTTP layer's CPU per request: a tiny JSON POST answered with a small JSON body, from
+   one raw keep-alive client, the server's CPU read from /proc/PID/stat, for each server and
+   framework of `http_variants` and for a real agent (its route, SQLite and broadcast). With
+   ``CORROSION_BASELINE_SRC=<a checkout of an older commit>``, the API on hypercorn and the
+   agent of that checkout are measured in the same run, for a before/after.
 
-Run with `make bench` (or `python bench/api_bench.py --quick`).
+Run with `make bench` (or `python bench/api_bench.py --quick`; `--http` runs section 5 alone).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import common
 import h11
 import httpx
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
-from hypercorn.typing import ASGIFramework
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
 
 from corrosion_py.agent import AgentConfig
+from corrosion_py.api.asgi import Receive, Scope, Send
+from corrosion_py.api.http_server import HttpServer
+from corrosion_py.api.limits import ApiConfig
 from corrosion_py.runner import NodeConfig, open_node
 from corrosion_py.swim import LOCAL
 from corrosion_py.testing.agent_process import AgentProcess
@@ -69,14 +73,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def hypercorn_config() -> Config:
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.keep_alive_max_requests = 10**9
-    return config
 
 
 # -- 1. commit -> event latency ------------------------------------------------------------------
@@ -126,29 +122,27 @@ async def latency(n: int) -> tuple[list[float], list[float]]:
 
     send, receive = trio.open_memory_channel[bytes](100)
 
-    async def lines() -> AsyncIterator[bytes]:
+    async def stream(scope: Scope, asgi_receive: Receive, asgi_send: Send) -> None:
+        """A bare NDJSON stream: each line pushed is sent as it comes."""
+        headers = [(b"content-type", b"application/x-ndjson")]
+        await asgi_send({"type": "http.response.start", "status": 200, "headers": headers})
+        await asgi_send({"type": "http.response.body", "body": b"", "more_body": True})
         async for line in receive:
-            yield line
+            await asgi_send({"type": "http.response.body", "body": line, "more_body": True})
+        await asgi_send({"type": "http.response.body", "body": b""})
 
-    async def stream(request: Request) -> StreamingResponse:
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
-
-    app = Starlette(routes=[Route("/stream", stream, methods=["POST"])])
-    stop = trio.Event()
+    sock = socket.create_server(("127.0.0.1", 0))
+    host, port = sock.getsockname()[:2]
+    server = HttpServer(stream, ApiConfig())
     async with trio.open_nursery() as nursery:
-        [url] = await nursery.start(
-            lambda task_status: serve(
-                cast(ASGIFramework, app), hypercorn_config(), shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
-        )  # fmt: skip
+        await nursery.start(server.serve, sock)
 
         async def push(i: int) -> None:
             await send.send(b'{"change":["update",1,["m1",%d],%d]}\n' % (i, i))
 
-        bare = await _stream_latency(url + "/stream", None, n, push)
+        bare = await _stream_latency(f"http://{host}:{port}/stream", None, n, push)
         send.close()
-        stop.set()
+        server.stop()
     return ours, bare
 
 
@@ -351,27 +345,6 @@ def query_stream(rows: int) -> dict[str, float]:
 # -- 4. transactions per second --------------------------------------------------------------------
 
 
-def bare_server() -> None:
-    """``--bare-server``: a starlette JSON endpoint on hypercorn's trio worker (the baseline)."""
-
-    async def echo(request: Request) -> JSONResponse:
-        body = await request.json()
-        return JSONResponse({"results": [{"rows_affected": 1, "time": 0.0}], "n": len(body)})
-
-    app = Starlette(routes=[Route("/v1/transactions", echo, methods=["POST"])])
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            [url] = await nursery.start(
-                lambda task_status: serve(
-                    cast(ASGIFramework, app), hypercorn_config(), task_status=task_status
-                )
-            )
-            print(url, flush=True)
-
-    trio.run(main)
-
-
 def requests_per_second(url: str, seconds: float) -> float:
     n = 0
     with httpx.Client(timeout=10) as client:
@@ -383,17 +356,30 @@ def requests_per_second(url: str, seconds: float) -> float:
         return n / (time.perf_counter() - started)
 
 
-def transactions(seconds: float) -> tuple[float, float]:
-    bare = subprocess.Popen(
-        [sys.executable, __file__, "--bare-server"], stdout=subprocess.PIPE, text=True
-    )
+@contextmanager
+def variant_server(name: str, src: str | None = None) -> Iterator[tuple[str, int]]:
+    """One server of `http_variants` as a process (with ``src`` first on its path): its
+    HOST:PORT and PID."""
+    script = str(Path(__file__).with_name("http_variants.py"))
+    env = None if src is None else {**os.environ, **_from(src)}
+    proc = subprocess.Popen(
+        [sys.executable, script, name], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, env=env,
+    )  # fmt: skip
     try:
-        assert bare.stdout is not None
-        bare_url = bare.stdout.readline().strip()
-        bare_rps = requests_per_second(bare_url + "/v1/transactions", seconds)
+        assert proc.stdout is not None
+        addr = proc.stdout.readline().strip()
+        if not addr:
+            raise RuntimeError(f"the {name} server did not start")
+        yield addr, proc.pid
     finally:
-        bare.terminate()
-        bare.wait()
+        proc.terminate()
+        proc.wait()
+
+
+def transactions(seconds: float) -> tuple[float, float]:
+    with variant_server("ours+bare") as (bare_addr, _):
+        bare_rps = requests_per_second(f"http://{bare_addr}/v1/transactions", seconds)
     with tempfile.TemporaryDirectory() as tmp:
         schema = Path(tmp) / "schema.sql"
         schema.write_text(SCHEMA)
@@ -405,15 +391,161 @@ def transactions(seconds: float) -> tuple[float, float]:
     return ours, bare_rps
 
 
+# -- 5. the HTTP layer's CPU per request --------------------------------------------------------
+
+
+class RawClient:
+    """A keep-alive HTTP/1.1 client on a blocking socket: the least client-side CPU per
+    request, so that the server is what the machine spends its time on."""
+
+    def __init__(self, addr: str) -> None:
+        host, port = addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+        self.server = ""
+        """The last answer's ``server`` header (hypercorn names itself, ours does not)."""
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: bench\r\naccept: */*\r\n"
+            "accept-encoding: gzip, deflate\r\nconnection: keep-alive\r\n"
+            "user-agent: python-httpx/0.28.1\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        )
+        self.sock.sendall(head.encode() + body)
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head_bytes, _, rest = self.buffer.partition(b"\r\n\r\n")
+        lines = head_bytes.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        fields = dict(line.lower().split(b":", 1) for line in lines[1:])
+        self.server = fields.get(b"server", b"").strip().decode()
+        length = int(fields[b"content-length"])
+        self.buffer = rest
+        while len(self.buffer) < length:
+            self._more()
+        answer, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, answer
+
+    def _more(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def tx_body(n: int) -> bytes:
+    return json.dumps([[UPSERT, [f"m{n % 1000}", 1, n]]]).encode()
+
+
+def cpu_per_request(addr: str, pid: int, seconds: float) -> tuple[float, float, str]:
+    """Requests/s from one sequential client, the server's CPU per request (µs) and the name
+    it gives itself."""
+    client = RawClient(addr)
+    try:
+        for n in range(200):  # warm up
+            client.post("/v1/transactions", tx_body(n))
+        before = _cpu(pid)
+        started = time.perf_counter()
+        n = 0
+        while time.perf_counter() - started < seconds:
+            status, _ = client.post("/v1/transactions", tx_body(n))
+            assert status == 200, status
+            n += 1
+        elapsed = time.perf_counter() - started
+        cpu = _cpu(pid) - before
+    finally:
+        client.close()
+    return n / elapsed, cpu / n * 1e6, client.server
+
+
+def idle_cpu(pid: int, seconds: float) -> float:
+    before = _cpu(pid)
+    time.sleep(seconds)
+    return (_cpu(pid) - before) / seconds
+
+
+def _from(src: str) -> dict[str, str]:
+    """The environment of a child that imports corrosion_py from ``src``: first on its path,
+    and not shadowed by the working directory (``python -m`` puts it first otherwise)."""
+    return {"PYTHONPATH": src, "PYTHONSAFEPATH": "1"}
+
+
+@contextmanager
+def baseline_path(src: str | None) -> Iterator[None]:
+    """Child processes started inside import corrosion_py from ``src`` (None: this tree)."""
+    if src is None:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in _from(src)}
+    os.environ.update(_from(src))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+def agent_cpu(seconds: float, src: str | None = None) -> tuple[str, float, float]:
+    """A real agent: its label (server, idle CPU), requests/s and CPU per request (µs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = Path(tmp) / "schema.sql"
+        schema.write_text(SCHEMA)
+        with baseline_path(src):
+            server = AgentProcess(Path(tmp) / "n.db", schema, api="127.0.0.1:0")
+        try:
+            assert server.api is not None and server.pid is not None
+            idle = idle_cpu(server.pid, 2.0)
+            rps, cpu, name = cpu_per_request(server.api, server.pid, seconds)
+            return f"agent ({name or 'own server'}; idle {idle:.1%} of a core)", rps, cpu
+        finally:
+            server.stop()
+
+
+def http_overhead(seconds: float) -> list[tuple[str, float, float]]:
+    """(variant, requests/s, server CPU µs per request) for each variant, then a real agent;
+    the baseline's too when ``CORROSION_BASELINE_SRC`` names a checkout."""
+    import http_variants
+
+    src = os.environ.get("CORROSION_BASELINE_SRC")
+    out = []
+    if src is not None:
+        with variant_server("hypercorn+app", src) as (addr, pid):
+            rps, cpu, _ = cpu_per_request(addr, pid, seconds)
+            out.append(("baseline: hypercorn+app", rps, cpu))
+    for name in http_variants.VARIANTS:
+        with variant_server(name) as (addr, pid):
+            rps, cpu, _ = cpu_per_request(addr, pid, seconds)
+            out.append((name, rps, cpu))
+    if src is not None:
+        label, rps, cpu = agent_cpu(seconds, src)
+        out.append((f"baseline: {label}", rps, cpu))
+    out.append(agent_cpu(seconds))
+    return out
+
+
 def main() -> None:
-    divisor = common.start(__doc__.splitlines()[0] if __doc__ else None)
+    divisor = common.start(
+        __doc__.splitlines()[0] if __doc__ else None, {"--http": "run section 5 alone"}
+    )
+    http_seconds = 5.0 if divisor == 1 else 2.0
+    if "--http" in common.FLAGS:
+        http_section(http_seconds)
+        return
     n = 1000 // divisor
     ours, bare = trio.run(latency, n)
     print(f"\n1. commit -> subscription event at an HTTP client, {n} writes (same process)")
     print(f"   ours: p50 {ms(quantile(ours, 0.5))}, p99 {ms(quantile(ours, 0.99))}, "
           f"max {ms(max(ours))}")  # fmt: skip
     ratio = quantile(ours, 0.99) / quantile(bare, 0.99)
-    print(f"   bare hypercorn+starlette stream: p50 {ms(quantile(bare, 0.5))}, "
+    print(f"   bare ASGI stream on the same server: p50 {ms(quantile(bare, 0.5))}, "
           f"p99 {ms(quantile(bare, 0.99))}; ratio p99 {ratio:.1f}x")  # fmt: skip
 
     seconds = 20.0 / divisor * 2 if divisor > 1 else 20.0
@@ -437,12 +569,17 @@ def main() -> None:
 
     ours_rps, bare_rps = transactions(10.0 / divisor)
     print("\n4. /v1/transactions, one client, sequential (httpx, keep-alive)")
-    print(f"   ours {ours_rps:,.0f} req/s; bare hypercorn+starlette JSON endpoint {bare_rps:,.0f} "
-          f"req/s (ratio {bare_rps / ours_rps:.1f}x)")  # fmt: skip
+    print(f"   ours {ours_rps:,.0f} req/s; bare ASGI JSON endpoint on the same server "
+          f"{bare_rps:,.0f} req/s (ratio {bare_rps / ours_rps:.1f}x)")  # fmt: skip
+    http_section(http_seconds)
+
+
+def http_section(seconds: float) -> None:
+    print(f"\n5. HTTP CPU per request: a tiny JSON POST, one raw keep-alive client, "
+          f"{seconds:.0f} s each (server CPU from /proc)")  # fmt: skip
+    for name, rps, cpu in http_overhead(seconds):
+        print(f"   {name:<52} {rps:>7,.0f} req/s   {cpu:>6,.0f} µs CPU/request")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--bare-server"]:
-        bare_server()
-    else:
-        main()
+    main()

@@ -34,13 +34,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
-
 from corrosion_py.api.inputs import float_param, int_param
 from corrosion_py.api.limits import ApiConfig
-from corrosion_py.api.responses import error_response, json_response
+from corrosion_py.api.responses import Response, error_response, json_response
+from corrosion_py.api.routing import Request, Route
 from corrosion_py.api_types import ErrorCode, Problem
 
 if TYPE_CHECKING:
@@ -49,7 +46,7 @@ if TYPE_CHECKING:
 NO_LAG = "no p99 lag information available"
 
 
-def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
+def routes(agent: Agent, config: ApiConfig) -> list[Route]:
     async def health(request: Request) -> Response:
         max_gaps = int_param(request, "gaps")
         max_lag = float_param(request, "p99_lag")

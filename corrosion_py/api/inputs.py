@@ -10,9 +10,8 @@ import json
 import math
 from typing import Any, NoReturn
 
-from starlette.requests import Request
-
 from corrosion_py.api.errors import BadRequest, TooLarge
+from corrosion_py.api.routing import Request
 
 
 def _no_constant(name: str) -> NoReturn:

@@ -5,6 +5,10 @@ dashboards need; ours are per route (higher for the long-lived subscription stre
 overall, and a request over a limit is answered 503 at
 once (never queued), so a flood cannot pile up tasks and memory. A streaming response counts
 until its stream ends.
+
+The server's own bounds (connections, head size, timeouts) keep a client that sends slowly,
+never reads, or sends garbage from holding more than one connection's worth of memory for more
+than a bounded time.
 """
 
 from __future__ import annotations
@@ -37,3 +41,18 @@ class ApiConfig:
     graceful_timeout: float = 2.0
     """At shutdown, how long requests in flight may take to finish before they are cancelled
     (streams are ended at once)."""
+    max_connections: int = 10_000
+    """Client connections open at once; one more is answered 503 and closed. (The process's
+    open-file limit bounds them too: the server pauses accepting while it is reached.)"""
+    max_header_bytes: int = 16 * 1024
+    """Largest request head (request line and headers); a larger one gets 431 and the
+    connection is closed."""
+    keep_alive_timeout: float = 5.0
+    """An idle connection (no request started) is closed after this many seconds."""
+    read_timeout: float = 30.0
+    """A request must arrive whole (head and body) within this many seconds of its first
+    byte, else the connection is closed: a client sending a byte at a time holds a connection
+    for this long at most."""
+    send_timeout: float = 60.0
+    """Each write of a response must be taken by the client within this many seconds, else
+    the connection is closed (a client that stopped reading a stream)."""

@@ -21,15 +21,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
-
 from corrosion_py.agent import SchemaError
 from corrosion_py.api.errors import ApiError, BadRequest
 from corrosion_py.api.inputs import read_json
 from corrosion_py.api.limits import ApiConfig
-from corrosion_py.api.responses import json_response
+from corrosion_py.api.responses import Response, json_response
+from corrosion_py.api.routing import Request, Route
 from corrosion_py.api.transactions import exec_error, exec_response
 from corrosion_py.api_types import ErrorCode, Problem, StatementResult, table_stats_json
 
@@ -57,7 +54,7 @@ def _schema_statements(body: object) -> list[str]:
     return body
 
 
-def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
+def routes(agent: Agent, config: ApiConfig) -> list[Route]:
     async def table_stats(request: Request) -> Response:
         tables = _tables(await read_json(request, config.max_body_bytes))
         stats = await agent.table_stats(tables)

@@ -37,14 +37,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import trio
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from corrosion_py.api.errors import BadRequest, Unavailable
 from corrosion_py.api.inputs import read_json, timeout_param
 from corrosion_py.api.limits import ApiConfig
-from corrosion_py.api.responses import NdjsonResponse, ndjson_line
+from corrosion_py.api.responses import NdjsonResponse, Response, ndjson_line
+from corrosion_py.api.routing import Request, Route
 from corrosion_py.api.statements import parse_statement, row_line
 from corrosion_py.errors import QueryError
 
@@ -91,7 +89,7 @@ class _Chunks:
         return b"".join(parts), self.done
 
 
-def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
+def routes(agent: Agent, config: ApiConfig) -> list[Route]:
     pool = trio.Semaphore(config.query_pool)
     threads = trio.CapacityLimiter(config.query_pool)
 

@@ -1,13 +1,17 @@
 """JSON and NDJSON responses, shaped as Corrosion's.
 
-- `error_response`: ``{"error": message, "code": code, ...}`` with a status, the body of every
-  refusal (`corrosion_py.api_types.problems`).
+A response is sent by ``await response.respond(send, receive, closing)``: ``send`` and
+``receive`` are the request's ASGI callables, ``closing`` is set when the server shuts down.
+
+- `JsonResponse` (`json_response`, `error_response`): a body known at once; ``error_response``
+  is ``{"error": message, "code": code, ...}`` with a status, the body of every refusal
+  (`corrosion_py.api_types.problems`).
 - `NdjsonResponse`: a chunked ``application/x-ndjson`` stream from an async iterable of encoded
   chunks (each one or more complete lines); `ndjson_response` builds one from JSON-able dicts,
   one line each (the subscription endpoints use it). The stream ends, and the iterable is
   closed (``aclose``) so its ``finally`` blocks run, when it is exhausted, when the client
-  disconnects, when the server shuts down (``app.state.closing`` is set), or at ``deadline``
-  (then ``timeout_message`` is sent as a last ``{"error": ...}`` line if the client still reads).
+  disconnects, when the server shuts down (``closing`` is set), or at ``deadline`` (then
+  ``timeout_message`` is sent as a last ``{"error": ...}`` line if the client still reads).
   A stream cut short (disconnect, shutdown, a client too slow for the deadline) ends without
   the final chunk, so the client can tell it apart from a complete one.
 """
@@ -15,18 +19,18 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
-from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
 
+from corrosion_py.api.asgi import ClientDisconnect, Headers, Receive, Send
 from corrosion_py.api_types import Problem, problem_json
 
 __all__ = [
+    "JsonResponse",
     "NdjsonResponse",
+    "Response",
     "dumps",
     "error_response",
     "json_response",
@@ -34,14 +38,13 @@ __all__ = [
     "ndjson_response",
 ]
 
-log = logging.getLogger(__name__)
-
-NDJSON = "application/x-ndjson"
+JSON = b"application/json"
+NDJSON = b"application/x-ndjson"
 TIMEOUT_GRACE = 1.0  # seconds a last error line may take to send once the deadline passed
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON, UTF-8 as is, no NaN (what starlette's JSONResponse writes too)."""
+    """Compact JSON, UTF-8 as is, no NaN."""
     return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
@@ -50,59 +53,90 @@ def ndjson_line(obj: Any) -> bytes:
     return (dumps(obj) + "\n").encode()
 
 
+def _headers(media_type: bytes, extra: Mapping[str, str] | None) -> Headers:
+    headers = [(b"content-type", media_type)]
+    if extra:
+        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    return headers
+
+
+class Response:
+    """What a route's handler returns: a status and headers, and how to send the body."""
+
+    status: int
+    headers: Headers
+
+    async def respond(self, send: Send, receive: Receive, closing: trio.Event) -> None:
+        raise NotImplementedError
+
+
+class JsonResponse(Response):
+    """A JSON body known at once: one ``send`` of the head and one of the body (our server
+    writes both at once)."""
+
+    def __init__(self, body: bytes, status: int, headers: Headers) -> None:
+        self.body = body
+        self.status = status
+        self.headers = headers
+
+    async def respond(self, send: Send, receive: Receive, closing: trio.Event) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 def json_response(
     content: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(content, status_code=status, headers=headers)
+) -> JsonResponse:
+    body = dumps(content).encode()
+    return JsonResponse(
+        body, status, [(b"content-length", b"%d" % len(body)), *_headers(JSON, headers)]
+    )
 
 
 def error_response(
     status: int, problem: Problem, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
+) -> JsonResponse:
     """``problem``'s JSON with ``status``: how every endpoint refuses a request."""
-    return JSONResponse(problem_json(problem), status_code=status, headers=headers)
+    return json_response(problem_json(problem), status, headers)
 
 
 class NdjsonResponse(Response):
     """A chunked NDJSON stream; see the module docstring for when and how it ends."""
 
-    media_type = NDJSON
-
     def __init__(
         self,
         chunks: AsyncIterable[bytes],
         *,
-        status_code: int = 200,
+        status: int = 200,
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
         timeout_message: str = "the stream timed out",
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.chunks = chunks
-        self.status_code = status_code
-        self.background = None
+        self.status = status
+        self.headers = _headers(NDJSON, headers)
         self.deadline = deadline
         """trio time at which the stream ends (None: no limit)."""
         self.timeout_message = timeout_message
         self.on_close = on_close
         """Awaited (shielded) once the stream is over however it ended, even if the iterable
         was never started: where a producer releases what it holds."""
-        self.init_headers(headers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def respond(self, send: Send, receive: Receive, closing: trio.Event) -> None:
         try:
-            await send(
-                {"type": "http.response.start", "status": self.status_code,
-                 "headers": self.raw_headers}
-            )  # fmt: skip
+            await send({"type": "http.response.start", "status": self.status,
+                        "headers": self.headers})  # fmt: skip
+            # the head goes out now: a client sees the status before the first line
+            await send({"type": "http.response.body", "body": b"", "more_body": True})
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-                closing = getattr(getattr(scope.get("app"), "state", None), "closing", None)
-                if isinstance(closing, trio.Event):
-                    nursery.start_soon(_cancel_on_event, closing, nursery.cancel_scope)
-                complete = await self._stream(send)
-                if complete:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                nursery.start_soon(_cancel_on_event, closing, nursery.cancel_scope)
+                try:
+                    if await self._stream(send):
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except ClientDisconnect:
+                    pass  # nobody left to send to
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
@@ -144,7 +178,7 @@ async def _cancel_on_event(event: trio.Event, scope: trio.CancelScope) -> None:
 def ndjson_response(
     items: AsyncIterator[Mapping[str, Any]],
     *,
-    status_code: int = 200,
+    status: int = 200,
     headers: Mapping[str, str] | None = None,
     deadline: float | None = None,
     on_close: Callable[[], Awaitable[None]] | None = None,
@@ -163,7 +197,7 @@ def ndjson_response(
 
     return NdjsonResponse(
         _encoded(items),
-        status_code=status_code,
+        status=status,
         headers=headers,
         deadline=deadline,
         on_close=close,

@@ -21,15 +21,18 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
-
 from corrosion_py.agent import Subscription, SubscriptionError
 from corrosion_py.api.errors import BadRequest
 from corrosion_py.api.inputs import read_json
 from corrosion_py.api.limits import ApiConfig
-from corrosion_py.api.responses import NdjsonResponse, error_response, ndjson_line, ndjson_response
+from corrosion_py.api.responses import (
+    NdjsonResponse,
+    Response,
+    error_response,
+    ndjson_line,
+    ndjson_response,
+)
+from corrosion_py.api.routing import Request, Route
 from corrosion_py.api.statements import parse_statement
 from corrosion_py.api_types import (
     ERROR_CODES_HEADER,
@@ -119,7 +122,7 @@ async def _stream(
     return NdjsonResponse(chunks(), headers=_headers(sub), on_close=stack.aclose)
 
 
-def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
+def routes(agent: Agent, config: ApiConfig) -> list[Route]:
     """The subscription routes of ``agent``."""
 
     lines = _Lines()

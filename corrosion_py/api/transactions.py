@@ -28,14 +28,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import trio
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from corrosion_py.api.errors import ApiError
 from corrosion_py.api.inputs import read_json, timeout_param
 from corrosion_py.api.limits import ApiConfig
-from corrosion_py.api.responses import json_response
+from corrosion_py.api.responses import Response, json_response
+from corrosion_py.api.routing import Request, Route
 from corrosion_py.api.statements import parse_statements
 from corrosion_py.api_types import (
     ErrorCode,
@@ -69,7 +67,7 @@ def exec_response(
     return json_response(exec_json(result))
 
 
-def routes(agent: Agent, config: ApiConfig) -> list[BaseRoute]:
+def routes(agent: Agent, config: ApiConfig) -> list[Route]:
     async def transactions(request: Request) -> Response:
         started = time.perf_counter()
         try:
